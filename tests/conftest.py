@@ -1,0 +1,95 @@
+"""Shared fixtures: real Postgres (pytest-django), real Redis, real Celery workers."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SHARED_DIR = PROJECT_DIR.parent / "shared"
+ARTIFACTS_DIR = PROJECT_DIR / "test-artifacts"
+
+
+class WorkerProcess:
+    """A real `celery worker` process consuming from the real Redis broker."""
+
+    def __init__(self, extra_args: list[str] | None = None) -> None:
+        self.hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings_worker")
+        self.log_path = ARTIFACTS_DIR / f"worker-{uuid.uuid4().hex[:8]}.log"
+        ARTIFACTS_DIR.mkdir(exist_ok=True)
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "partnerportal",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+                "--pool",
+                "prefork",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                self.hostname,
+                *(extra_args or []),
+            ],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        from partnerportal.celery import app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"worker exited with {self.process.returncode}: "
+                    f"{self.log_path.read_text()[-2000:]}"
+                )
+            replies = app.control.ping(timeout=0.5)
+            name = self.hostname.replace("%h", "")
+            if any(next(iter(reply)).startswith(name) for reply in replies):
+                return
+        raise RuntimeError(f"worker not ready in {timeout} s: {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db) -> Iterator[WorkerProcess]:
+    """A running worker for this test; stopped (and waited for) afterwards."""
+    worker = WorkerProcess()
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED_DIR.is_dir():
+        pytest.skip(f"../shared is absent ({SHARED_DIR}): real payloads are not here")
+    return SHARED_DIR
