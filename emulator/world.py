@@ -16,12 +16,17 @@ Control functions (called by ``controls.py`` under ``/_emulator/``):
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
+
+from emulator import streams
+from emulator.faults import Faults
+from emulator.quotas import Quotas
 
 
 @dataclass(frozen=True)
@@ -170,11 +175,41 @@ DEFAULT_REQUIRED_ROLES: dict[str, list[str]] = {
 class World:
     """Everything the emulator knows. Build one with ``World.create(...)``."""
 
-    def __init__(self, *, seed: int = 0, base_url: str = "https://127.0.0.1:8443"):
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        base_url: str = "https://127.0.0.1:8443",
+        start: float | None = None,
+        backlog_per_tenant: int = 300,
+        quota_multiplier: float = 1.0,
+    ):
         self.seed = seed
         self.base_url = base_url.rstrip("/")
         self.lock = threading.RLock()
-        self.clock_offset = 0.0
+        # ``start`` pins the emulated "now" at creation (deterministic streams).
+        self.clock_offset = 0.0 if start is None else start - time.time()
+        self.frozen_at: float | None = None
+        self.start_us = int(self.now() * streams.US)
+        self.backlog_per_tenant = backlog_per_tenant
+        self.streams: dict[str, streams.TenantStream] = {}
+        self.tenant_index: dict[str, int] = {}
+        self.quotas = Quotas(multiplier=quota_multiplier)
+        self.faults = Faults(seed)
+        self.update_rng = random.Random(f"updates:{seed}")  # noqa: S311
+        self.machine_actions: dict[str, dict] = {}
+        self.counters: dict[tuple[str, str], Counter] = {}
+        # API behaviour switches (see emulator.apis); tests and benchmarks flip them.
+        self.api_options: dict[str, Any] = {
+            "mde_top_over_limit": "error",  # "error" (400 ODataError) | "clamp"
+            "mde_next_link": "without_top",  # "never" | "without_top" | "always"
+            "xdr_top_over_limit": "clamp",  # "error" | "clamp"
+            "graph_max_skip": 500,  # $skip above this -> 400 (None: no limit)
+            "graph_alerts_max_top": 2000,
+            "graph_alerts_default_top": 100,
+            "graph_incidents_max_top": 50,
+            "mcas_max_limit": 100,
+        }
         self.app: AppRegistration | None = None
         self.home_tenant: Tenant | None = None
         self.staff: list[StaffUser] = []
@@ -186,7 +221,23 @@ class World:
     # -- clock ---------------------------------------------------------------------
     def now(self) -> float:
         """Emulated epoch seconds: real time plus the controllable offset."""
+        if self.frozen_at is not None:
+            return self.frozen_at + self.clock_offset
         return time.time() + self.clock_offset
+
+    def now_us(self) -> int:
+        return int(self.now() * streams.US)
+
+    def freeze_clock(self, frozen: bool = True) -> float:
+        """Stop (or restart) the clock at the current emulated time; ``advance``
+        still moves it. Returns ``now()``."""
+        with self.lock:
+            current = self.now()
+            if frozen:
+                self.frozen_at, self.clock_offset = current, 0.0
+            else:
+                self.frozen_at, self.clock_offset = None, current - time.time()
+        return self.now()
 
     def advance(self, seconds: float) -> float:
         """Move the clock forward (or back) and return the new ``now()``."""
@@ -221,10 +272,25 @@ class World:
         tenants: int = 5,
         alerts_per_minute: float = 1.0,
         base_url: str = "https://127.0.0.1:8443",
+        *,
+        start: float | None = None,
+        backlog_per_tenant: int = 300,
+        quota_multiplier: float = 1.0,
         **kwargs: Any,
     ) -> World:
-        """A deterministic default world with ``tenants`` consented customers."""
-        w = cls(seed=seed, base_url=base_url)
+        """A deterministic default world with ``tenants`` consented customers.
+
+        ``alerts_per_minute`` is per tenant; each tenant starts with
+        ``backlog_per_tenant`` alerts spread over the 30 days before ``start``
+        (default: now). Streams are generated when a tenant is first queried.
+        """
+        w = cls(
+            seed=seed,
+            base_url=base_url,
+            start=start,
+            backlog_per_tenant=backlog_per_tenant,
+            quota_multiplier=quota_multiplier,
+        )
         w.alerts_per_minute = alerts_per_minute
         w.app = AppRegistration(
             client_id=_guid(seed, "app"),
@@ -274,3 +340,134 @@ class World:
                 mcas_url=f"{w.base_url}/mcas/contoso{i}",
             )
         return w
+
+    # -- alert / incident streams ----------------------------------------------------
+    def stream(self, tenant_id: str) -> streams.TenantStream:
+        """The tenant's stream, built on first use and caught up to ``now()``.
+
+        Callers hold ``self.lock`` while they use the result.
+        """
+        with self.lock:
+            st = self.streams.get(tenant_id)
+            if st is None:
+                tenant = self.tenants.get(tenant_id)
+                if tenant is None:
+                    raise KeyError(f"unknown tenant {tenant_id}")
+                index = self.tenant_index.get(tenant_id)
+                if index is None:
+                    index = self._index_of(tenant_id)
+                st = streams.TenantStream(self, tenant, index)
+                self.streams[tenant_id] = st
+            st.catch_up(self.now_us())
+            return st
+
+    def _index_of(self, tenant_id: str) -> int:
+        for i, tid in enumerate(self.tenants):
+            self.tenant_index.setdefault(tid, i)
+        return self.tenant_index.setdefault(tenant_id, len(self.tenant_index))
+
+    # -- control functions (exposed by controls.py under /_emulator/) ------------------
+    def set_fault_profile(
+        self, tenant_id: str | None, profile: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """Install (or clear with None/{}) a fault profile for one tenant or, with
+        ``tenant_id=None``, for every tenant. See ``emulator.faults`` for the keys.
+        Returns the stored profile as a dict. Raises ValueError on bad input."""
+        with self.lock:
+            stored = self.faults.set_profile(tenant_id, profile)
+            return stored.to_dict() if stored else None
+
+    def add_alert(
+        self, tenant_id: str, source: str = "mde", fields: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Add one alert now. ``source``: "mde" (MDE, Graph, XDR), "mcas" (Cloud
+        Apps, Graph, XDR) or "mdo" (Graph, XDR). ``fields`` override the generated
+        ones: title, description, severity (Informational/Low/Medium/High), status
+        (New/InProgress/Resolved), assignedTo, classification, determination,
+        category, detectionSource, threatFamilyName, mitreTechniques, comments,
+        incidentId (attach to an existing incident). Text is stored verbatim (hostile
+        input welcome). Returns ``{"id", "providerAlertId", "incidentId",
+        "lastUpdateTime"}``."""
+        with self.lock:
+            st = self.stream(tenant_id)
+            alert = st.add_alert(source, fields or {}, self.now_us())
+            return {
+                "id": alert.id,
+                "providerAlertId": alert.provider_id,
+                "incidentId": alert.incident.id,
+                "lastUpdateTime": streams.fmt_time(alert.last_update, trim=True),
+            }
+
+    def ground_truth(self, tenant_id: str, source: str) -> dict[str, str]:
+        """Latest version of every record, as the APIs render ``lastUpdateTime``.
+
+        ``source``: "mde" (MDE alert ids), "graph" (all alerts, Graph ids), "mcas"
+        (Cloud Apps ``_id``), "mdo", "xdr" or "incidents" (incident ids as strings).
+        """
+        with self.lock:
+            st = self.stream(tenant_id)
+            fmt = streams.fmt_time
+            if source in ("xdr", "incidents", "graph_incidents"):
+                return {
+                    str(i.id): fmt(i.last_update, trim=True) for i in st.incidents
+                }
+            if source in ("graph", "alerts"):
+                return {a.id: fmt(a.last_update, trim=True) for a in st.alerts}
+            if source in streams.SOURCES:
+                return {
+                    a.provider_id: fmt(a.last_update, trim=True)
+                    for a in st.alerts
+                    if a.source == source
+                }
+            raise ValueError(f"unknown source {source!r}")
+
+    def update_random_alerts(self, n: int, tenant_id: str | None = None) -> int:
+        """Move ``n`` random alerts one step along New -> InProgress -> Resolved (or
+        add a comment), now, in already-generated streams (or ``tenant_id``'s).
+        Returns how many were updated."""
+        with self.lock:
+            if tenant_id is not None:
+                candidates = [self.stream(tenant_id)]
+            else:
+                candidates = [self.stream(tid) for tid in list(self.streams)]
+                if not candidates and self.tenants:
+                    candidates = [self.stream(next(iter(self.tenants)))]
+            if not candidates:
+                return 0
+            now = self.now_us()
+            done = 0
+            for _ in range(n):
+                st = candidates[self.update_rng.randrange(len(candidates))]
+                if st.bump_random(self.update_rng, now) is not None:
+                    done += 1
+            return done
+
+    def count(self, tenant_id: str | None, api: str, what: str, n: int = 1) -> None:
+        """Bump a statistics counter (requests, status codes, 429s)."""
+        with self.lock:
+            self.counters.setdefault((tenant_id or "-", api), Counter())[what] += n
+
+    def stats(self) -> dict[str, Any]:
+        """Request statistics: totals plus per tenant per API, e.g.
+        ``{"requests": 10, "throttled_provoked": 2, "throttled_injected": 1,
+        "faults_injected": 3, "by_tenant": {tid: {"mde": {"requests": 5,
+        "status_200": 4, "throttled_provoked": 1, ...}}}}``.
+        ``throttled_provoked`` = 429s from quotas (the client's doing);
+        ``throttled_injected`` = 429s from fault profiles."""
+        with self.lock:
+            total: Counter = Counter()
+            by_tenant: dict[str, dict[str, dict[str, int]]] = {}
+            for (tid, api), counter in self.counters.items():
+                total.update(counter)
+                by_tenant.setdefault(tid, {})[api] = dict(counter)
+            return {
+                "requests": total["requests"],
+                "throttled_provoked": total["throttled_provoked"],
+                "throttled_injected": total["throttled_injected"],
+                "faults_injected": total["faults_injected"],
+                "by_tenant": by_tenant,
+            }
+
+    def reset_stats(self) -> None:
+        with self.lock:
+            self.counters.clear()
