@@ -99,6 +99,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "tenants.context_processors.alarms",
             ],
         },
     },
@@ -210,6 +211,11 @@ if not DEBUG and not (MS_CLIENT_SECRET or MS_CLIENT_CERT_PATH):
     )
 PORTAL_BASE_URL = PORTAL_BASE_URL.rstrip("/")
 
+# --- Onboarding -----------------------------------------------------------------------
+
+# Seconds between verification attempts while a fresh consent replicates at Microsoft.
+TENANT_VERIFY_RETRY_SECONDS = env.int("TENANT_VERIFY_RETRY_SECONDS", default=15)
+
 # --- Celery ---------------------------------------------------------------------------
 
 # Redis redelivers an unacknowledged task after the visibility timeout; every time limit
@@ -248,11 +254,20 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact": {"()": "partnerportal.logfilters.RedactSecrets"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         # msal logs whole token responses at DEBUG; never let that reach a log.
         "msal": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
+        # runserver's request lines carry the consent callback's query string.
+        "django.server": {"handlers": ["console"], "propagate": False},
     },
 }

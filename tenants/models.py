@@ -66,6 +66,12 @@ class Tenant(models.Model):
     region = models.CharField(
         max_length=8, blank=True, help_text="Defender API geography (us, eu, uk, ...)."
     )
+    mcas_url = models.URLField(
+        "Cloud Apps API URL",
+        blank=True,
+        help_text="https://<tenant>.<region>.portal.cloudappsecurity.com, from the "
+        "customer's Defender portal (Settings, Cloud Apps, About).",
+    )
     state = models.CharField(max_length=16, choices=State, default=State.PENDING)
     last_error = models.TextField(blank=True)
     consented_at = models.DateTimeField(null=True, blank=True)
@@ -78,3 +84,138 @@ class Tenant(models.Model):
 
     def __str__(self) -> str:
         return self.display_name or str(self.tenant_id)
+
+
+class ConsentLink(models.Model):
+    """An admin-consent link sent to a customer; its state is stored only hashed."""
+
+    class Outcome(models.TextChoices):
+        WAITING = "waiting", "Waiting for the customer"
+        CONSENTED = "consented", "Consented"
+        REFUSED = "refused", "Refused by the customer's admin"
+        FAILED = "failed", "Microsoft reported an error"
+        REJECTED = "rejected", "Rejected: the callback did not match"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="consent_links"
+    )
+    state_hash = models.CharField(max_length=64, unique=True, editable=False)
+    pinned_tenant = models.UUIDField(
+        null=True, blank=True, help_text="Only this tenant may consent through it."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome, default=Outcome.WAITING)
+    outcome_detail = models.TextField(blank=True)
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Consent link for {self.customer} ({self.get_outcome_display()})"
+
+    @property
+    def is_open(self) -> bool:
+        from django.utils import timezone
+
+        return (
+            self.used_at is None
+            and self.withdrawn_at is None
+            and self.expires_at > timezone.now()
+        )
+
+
+class Capability(models.Model):
+    """What the portal proved it can read from one source of one tenant."""
+
+    class Source(models.TextChoices):
+        MDE_ALERTS = "mde_alerts", "Defender for Endpoint alerts"
+        XDR_INCIDENTS = "xdr_incidents", "Defender XDR incidents"
+        GRAPH_ALERTS = "graph_alerts", "Graph security alerts"
+        GRAPH_INCIDENTS = "graph_incidents", "Graph security incidents"
+        MCAS_ALERTS = "mcas_alerts", "Defender for Cloud Apps alerts"
+
+    class Status(models.TextChoices):
+        OK = "ok", "Connected"
+        MISSING_PERMISSION = "missing_permission", "Missing permission"
+        NOT_LICENSED = "not_licensed", "Not licensed or not provisioned"
+        NOT_CONFIGURED = "not_configured", "Not configured"
+        ERROR = "error", "Error"
+
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="capabilities"
+    )
+    source = models.CharField(max_length=32, choices=Source)
+    status = models.CharField(max_length=32, choices=Status)
+    detail = models.TextField(blank=True)
+    granted_roles = models.JSONField(default=list, blank=True)
+    missing_roles = models.JSONField(default=list, blank=True)
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["tenant", "source"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "source"], name="capability_unique_tenant_source"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant}: {self.get_source_display()} {self.get_status_display()}"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which customer or tenant, and when; never edited."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty for the system and for anonymous visitors.",
+    )
+    action = models.CharField(max_length=64)
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    detail = models.TextField(blank=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.action}"
+
+
+class Alarm(models.Model):
+    """A problem that concerns every tenant at once, e.g. our partner credential."""
+
+    class Kind(models.TextChoices):
+        PARTNER_CREDENTIAL = "partner_credential", "Partner app credential"
+
+    kind = models.CharField(max_length=32, choices=Kind, unique=True)
+    message = models.TextField()
+    raised_at = models.DateTimeField()
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.message}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.cleared_at is None

@@ -18,9 +18,15 @@ ARTIFACTS_DIR = PROJECT_DIR / "test-artifacts"
 class WorkerProcess:
     """A real `celery worker` process consuming from the real Redis broker."""
 
-    def __init__(self, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
-        env = dict(os.environ, DJANGO_SETTINGS_MODULE="tests.settings_worker")
+        env = dict(
+            os.environ, **(env or {}), DJANGO_SETTINGS_MODULE="tests.settings_worker"
+        )
         self.log_path = ARTIFACTS_DIR / f"worker-{uuid.uuid4().hex[:8]}.log"
         ARTIFACTS_DIR.mkdir(exist_ok=True)
         self._log = self.log_path.open("w")
@@ -86,6 +92,38 @@ def celery_worker_process(transactional_db) -> Iterator[WorkerProcess]:
         yield worker
     finally:
         worker.stop()
+
+
+@pytest.fixture
+def emulator(tmp_path_factory) -> Iterator:
+    """The Microsoft cloud emulator over real HTTPS on a loopback port."""
+    from emulator.testing import run_emulator
+
+    with run_emulator(tmp_path_factory.mktemp("emulator"), tenants=3) as running:
+        yield running
+
+
+@pytest.fixture
+def portal_on_emulator(settings, emulator) -> dict[str, str]:
+    """Points this process's settings at the emulator; returns the same as env vars.
+
+    Worker processes started by a test take the returned variables.
+    """
+    from partnerportal.emulation import emulator_environment
+    from tenants import microsoft
+
+    env = emulator_environment(emulator.description)
+    env["TENANT_VERIFY_RETRY_SECONDS"] = "1"
+    for name, value in env.items():
+        if name in ("MS_EMULATOR",):
+            setattr(settings, name, True)
+        elif name == "TENANT_VERIFY_RETRY_SECONDS":
+            setattr(settings, name, int(value))
+        else:
+            setattr(settings, name, value)
+    microsoft.reset_client()
+    yield env
+    microsoft.reset_client()
 
 
 @pytest.fixture

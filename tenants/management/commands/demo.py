@@ -16,6 +16,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from partnerportal.emulation import emulator_environment
+
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-portal-2026"  # noqa: S105  (a printed demo login, never production)
 
@@ -166,18 +168,3 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 self.stderr.write(f"{name} did not stop in 15 s; killing it.")
                 process.kill()
-
-
-def emulator_environment(info: dict) -> dict[str, str]:
-    """Portal settings (environment variables) for an emulator's emulator.json."""
-    base = info["base_url"].rstrip("/")
-    return {
-        "MS_EMULATOR": "true",
-        "MS_LOGIN_URL": base,
-        "MS_DEFENDER_URL": f"{base}/defender",
-        "MS_GRAPH_URL": f"{base}/graph",
-        "MS_CA_BUNDLE": info["ca_path"],
-        "MS_CLIENT_ID": info["client_id"],
-        "MS_CLIENT_SECRET": info["client_secret"],
-        "MS_EMULATOR_CONTROL_TOKEN": info["control_token"],
-    }
