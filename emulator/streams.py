@@ -123,8 +123,8 @@ URLS = (
 )
 PROCESS_LINES = (
     "powershell.exe -NoP -W Hidden -Enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAKQA=",
-    'rundll32.exe C:\\Windows\\System32\\comsvcs.dll MiniDump 624 C:\\Temp\\l.dmp full',
-    "cmd.exe /c whoami /all && net group \"Domain Admins\" /domain",
+    "rundll32.exe C:\\Windows\\System32\\comsvcs.dll MiniDump 624 C:\\Temp\\l.dmp full",
+    'cmd.exe /c whoami /all && net group "Domain Admins" /domain',
     "wscript.exe //B //E:jscript C:\\Users\\Public\\update.js",
     "reg.exe add HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Run /v upd /d x",
     "schtasks.exe /create /tn Updater /tr C:\\ProgramData\\svch0st.exe /sc minute",
@@ -437,6 +437,7 @@ class TenantStream:
         self.inc_by_id: dict[int, Incident] = {}
         self.idx_all = SortedKeys()
         self.idx_source = {s: SortedKeys() for s in SOURCES}
+        self.created_lists: dict[str, list[Alert]] = {s: [] for s in SOURCES}
         self.inc_idx = SortedKeys()
         self.events: list[tuple[int, int, int, str]] = []
         self.event_counter = 0
@@ -547,6 +548,7 @@ class TenantStream:
             a.provider_id = pid
             a.id = "fa" + pid
         self.alerts.append(a)
+        self.created_lists[source].append(a)
         self.by_id[a.id] = a
         if a.provider_id != a.id:
             self.by_id[a.provider_id] = a
@@ -562,9 +564,9 @@ class TenantStream:
             or alert.created - inc.created > 6 * HOUR_US
             or inc.status == "Resolved"
         ):
-            inc = self.new_incident(alert.created, (1, 1, 1, 1, 1, 1, 2, 2, 2, 3, 4)[
-                roll % 11
-            ])
+            inc = self.new_incident(
+                alert.created, (1, 1, 1, 1, 1, 1, 2, 2, 2, 3, 4)[roll % 11]
+            )
             self.open_incident = inc
         self._link(alert, inc)
 
@@ -663,8 +665,9 @@ class TenantStream:
                 "PendingApproval",
             ):
                 alert.investigation_state = (
-                    "Benign" if alert.classification != "TruePositive" else
-                    "SuccessfullyRemediated"
+                    "Benign"
+                    if alert.classification != "TruePositive"
+                    else "SuccessfullyRemediated"
                 )
         alert.touch(at)
 

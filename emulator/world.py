@@ -190,7 +190,7 @@ class World:
         # ``start`` pins the emulated "now" at creation (deterministic streams).
         self.clock_offset = 0.0 if start is None else start - time.time()
         self.frozen_at: float | None = None
-        self.start_us = int(self.now() * streams.US)
+        self.start_us = int((time.time() if start is None else start) * streams.US)
         self.backlog_per_tenant = backlog_per_tenant
         self.streams: dict[str, streams.TenantStream] = {}
         self.tenant_index: dict[str, int] = {}
@@ -228,11 +228,11 @@ class World:
     def now_us(self) -> int:
         return int(self.now() * streams.US)
 
-    def freeze_clock(self, frozen: bool = True) -> float:
-        """Stop (or restart) the clock at the current emulated time; ``advance``
-        still moves it. Returns ``now()``."""
+    def freeze_clock(self, frozen: bool = True, at: float | None = None) -> float:
+        """Stop (or restart) the clock at the current emulated time (or ``at``);
+        ``advance`` still moves it. Returns ``now()``."""
         with self.lock:
-            current = self.now()
+            current = self.now() if at is None else at
             if frozen:
                 self.frozen_at, self.clock_offset = current, 0.0
             else:
@@ -408,9 +408,7 @@ class World:
             st = self.stream(tenant_id)
             fmt = streams.fmt_time
             if source in ("xdr", "incidents", "graph_incidents"):
-                return {
-                    str(i.id): fmt(i.last_update, trim=True) for i in st.incidents
-                }
+                return {str(i.id): fmt(i.last_update, trim=True) for i in st.incidents}
             if source in ("graph", "alerts"):
                 return {a.id: fmt(a.last_update, trim=True) for a in st.alerts}
             if source in streams.SOURCES:
