@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import importlib
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,10 +166,18 @@ def write_description(files: StateFiles, description: dict) -> Path:
     return path
 
 
+_IMPORT_ERRORS: set[str] = set()
+
+
 def _api_dispatch():
+    """`emulator.apis.dispatch`, or None while the APIs side is missing or broken."""
     try:
         module = importlib.import_module("emulator.apis")
-    except ImportError:
+    except Exception as exc:  # noqa: BLE001 - a broken APIs module must not crash us
+        message = f"emulator.apis could not be imported: {exc!r}"
+        if message not in _IMPORT_ERRORS:
+            _IMPORT_ERRORS.add(message)
+            print(message, file=sys.stderr, flush=True)
         return None
     return getattr(module, "dispatch", None)
 
