@@ -20,13 +20,14 @@ truth, stats) are thin calls to the World functions named in CONTRACT.md / world
 | DELETE faults/consent | | clear |
 | POST settings | not_consented_code (700016 or 7000229) | |
 | POST clock/advance | seconds | move the World clock |
+| POST clock/freeze | frozen (default true), at? | World.freeze_clock |
 | GET requests | limit? | request log (no credentials in it) |
 | DELETE requests | | clear the log |
 | POST faults/api | tenant?, profile | World.set_fault_profile |
 | POST alerts | tenant, source, fields? | World.add_alert |
-| POST alerts/update | n | World.update_random_alerts |
+| POST alerts/update | n, tenant? | World.update_random_alerts |
 | GET ground-truth | tenant, source | World.ground_truth |
-| GET stats | | World.stats |
+| GET / DELETE stats | | World.stats / World.reset_stats |
 """
 
 from __future__ import annotations
@@ -143,7 +144,10 @@ def _world_call(world, name: str, *args):
     function = getattr(world, name, None)
     if not callable(function):
         return _problem(501, f"World.{name} is not available yet.")
-    return _json({"result": function(*args)})
+    try:
+        return _json({"result": function(*args)})
+    except (ValueError, KeyError, TypeError) as exc:
+        return _problem(400, str(exc))
 
 
 def handle(world, request: Request, parts: list[str]) -> Response:
@@ -203,6 +207,10 @@ def handle(world, request: Request, parts: list[str]) -> Response:
     if route == "clock/advance" and method == "POST":
         world.advance(float(body.get("seconds", 0)))
         return _json({"now": tokens.now_seconds(world), "offset": world.clock_offset})
+    if route == "clock/freeze" and method == "POST":
+        return _world_call(
+            world, "freeze_clock", bool(body.get("frozen", True)), body.get("at")
+        )
     if route == "requests" and method == "GET":
         limit = request.args.get("limit", type=int) or len(world.request_log)
         entries = list(world.request_log)[-limit:]
@@ -226,7 +234,9 @@ def handle(world, request: Request, parts: list[str]) -> Response:
             body.get("fields", {}),
         )
     if route == "alerts/update" and method == "POST":
-        return _world_call(world, "update_random_alerts", int(body.get("n", 1)))
+        return _world_call(
+            world, "update_random_alerts", int(body.get("n", 1)), body.get("tenant")
+        )
     if route == "ground-truth" and method == "GET":
         return _world_call(
             world,
@@ -236,6 +246,8 @@ def handle(world, request: Request, parts: list[str]) -> Response:
         )
     if route == "stats" and method == "GET":
         return _world_call(world, "stats")
+    if route == "stats" and method == "DELETE":
+        return _world_call(world, "reset_stats")
     return _problem(404, "unknown control")
 
 

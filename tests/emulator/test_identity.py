@@ -700,3 +700,19 @@ def test_cli_serves_within_three_seconds_and_writes_emulator_json(tmp_path):
         output, _ = process.communicate(timeout=10)
     assert process.returncode == 0, output
     assert "control token" in output and description["client_id"] in output
+
+
+def test_controls_reach_the_world_functions_of_the_apis_side(emulator):
+    tid = first_tenant(emulator)
+    added = emulator.control(
+        "POST", "alerts", {"tenant": tid, "source": "mde", "fields": {"title": "x"}}
+    )["result"]
+    truth = emulator.control("GET", "ground-truth", tenant=tid, source="mde")["result"]
+    assert added["providerAlertId"] in truth
+    assert "requests" in emulator.control("GET", "stats")["result"]
+    with emulator.session() as session:
+        bad = session.post(
+            f"{emulator.base_url}/_emulator/ground-truth",
+            headers={"Authorization": f"Bearer {emulator.control_token}"},
+        )
+    assert bad.status_code == 404
