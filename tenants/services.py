@@ -397,6 +397,9 @@ def verify_tenant_access(*, tenant: Tenant) -> Tenant:
     ConsentNotYetReplicated or TransientFailure when trying again later makes sense.
     """
     client = microsoft.get_client()
+    # A proof uses fresh tokens: drop cached ones (and MSAL's memory of a refusal),
+    # so a revoked consent or a broken credential shows now, not when tokens expire.
+    client.forget_tenant(str(tenant.tenant_id))
     capabilities: dict[str, tuple[str, str, list[str], list[str]]] = {}
     try:
         for source in schemas.SOURCES.values():
