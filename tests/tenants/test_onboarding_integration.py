@@ -1,7 +1,7 @@
 """Onboarding end to end: the emulator over HTTPS, a real Celery worker, real Redis.
 
 The customer's admin goes through the emulator's consent pages (plain HTTPS requests
-here; tests/tenants/test_onboarding_browser.py does it in Chromium), Microsoft's redirect
+here; test_onboarding_browser.py does it in Chromium), Microsoft's redirect
 reaches our callback, and a real worker proves access with real MSAL tokens.
 """
 
