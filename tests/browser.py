@@ -27,7 +27,7 @@ ARGS = [
 
 requires_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
-    reason="Debian chromium is not installed at /usr/bin/chromium (.ci/run installs it)",
+    reason="Debian chromium is missing at /usr/bin/chromium (.ci/run installs it)",
 )
 
 
