@@ -89,9 +89,7 @@ def tokenize(text: str) -> list[Token]:
     while pos < len(text):
         m = _TOKEN_RE.match(text, pos)
         if not m:
-            raise ODataError(
-                f"Syntax error at position {pos} in '{text[:200]}'."
-            )
+            raise ODataError(f"Syntax error at position {pos} in '{text[:200]}'.")
         kind = m.lastgroup or ""
         raw = m.group()
         pos = m.end()
