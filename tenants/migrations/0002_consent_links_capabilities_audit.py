@@ -8,80 +8,236 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Alarm',
+            name="Alarm",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('partner_credential', 'Partner app credential')], max_length=32, unique=True)),
-                ('message', models.TextField()),
-                ('raised_at', models.DateTimeField()),
-                ('cleared_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("partner_credential", "Partner app credential")],
+                        max_length=32,
+                        unique=True,
+                    ),
+                ),
+                ("message", models.TextField()),
+                ("raised_at", models.DateTimeField()),
+                ("cleared_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.AddField(
-            model_name='tenant',
-            name='mcas_url',
-            field=models.URLField(blank=True, help_text="https://<tenant>.<region>.portal.cloudappsecurity.com, from the customer's Defender portal (Settings, Cloud Apps, About).", verbose_name='Cloud Apps API URL'),
+            model_name="tenant",
+            name="mcas_url",
+            field=models.URLField(
+                blank=True,
+                help_text="https://<tenant>.<region>.portal.cloudappsecurity.com, from the customer's Defender portal (Settings, Cloud Apps, About).",
+                verbose_name="Cloud Apps API URL",
+            ),
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(max_length=64)),
-                ('detail', models.TextField(blank=True)),
-                ('remote_addr', models.GenericIPAddressField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor', models.ForeignKey(blank=True, help_text='Empty for the system and for anonymous visitors.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('customer', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenants.customer')),
-                ('tenant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("action", models.CharField(max_length=64)),
+                ("detail", models.TextField(blank=True)),
+                ("remote_addr", models.GenericIPAddressField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty for the system and for anonymous visitors.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="tenants.customer",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='ConsentLink',
+            name="ConsentLink",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('state_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('pinned_tenant', models.UUIDField(blank=True, help_text='Only this tenant may consent through it.', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('expires_at', models.DateTimeField()),
-                ('used_at', models.DateTimeField(blank=True, null=True)),
-                ('withdrawn_at', models.DateTimeField(blank=True, null=True)),
-                ('outcome', models.CharField(choices=[('waiting', 'Waiting for the customer'), ('consented', 'Consented'), ('refused', "Refused by the customer's admin"), ('failed', 'Microsoft reported an error'), ('rejected', 'Rejected: the callback did not match')], default='waiting', max_length=16)),
-                ('outcome_detail', models.TextField(blank=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='consent_links', to='tenants.customer')),
-                ('tenant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "code",
+                    models.UUIDField(default=uuid.uuid4, editable=False, unique=True),
+                ),
+                (
+                    "state_hash",
+                    models.CharField(editable=False, max_length=64, unique=True),
+                ),
+                (
+                    "pinned_tenant",
+                    models.UUIDField(
+                        blank=True,
+                        help_text="Only this tenant may consent through it.",
+                        null=True,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("expires_at", models.DateTimeField()),
+                ("used_at", models.DateTimeField(blank=True, null=True)),
+                ("withdrawn_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("waiting", "Waiting for the customer"),
+                            ("consented", "Consented"),
+                            ("refused", "Refused by the customer's admin"),
+                            ("failed", "Microsoft reported an error"),
+                            ("rejected", "Rejected: the callback did not match"),
+                        ],
+                        default="waiting",
+                        max_length=16,
+                    ),
+                ),
+                ("outcome_detail", models.TextField(blank=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="consent_links",
+                        to="tenants.customer",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Capability',
+            name="Capability",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source', models.CharField(choices=[('mde_alerts', 'Defender for Endpoint alerts'), ('xdr_incidents', 'Defender XDR incidents'), ('graph_alerts', 'Graph security alerts'), ('graph_incidents', 'Graph security incidents'), ('mcas_alerts', 'Defender for Cloud Apps alerts')], max_length=32)),
-                ('status', models.CharField(choices=[('ok', 'Connected'), ('missing_permission', 'Missing permission'), ('not_licensed', 'Not licensed or not provisioned'), ('not_configured', 'Not configured'), ('error', 'Error')], max_length=32)),
-                ('detail', models.TextField(blank=True)),
-                ('granted_roles', models.JSONField(blank=True, default=list)),
-                ('missing_roles', models.JSONField(blank=True, default=list)),
-                ('checked_at', models.DateTimeField()),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='capabilities', to='tenants.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("mde_alerts", "Defender for Endpoint alerts"),
+                            ("xdr_incidents", "Defender XDR incidents"),
+                            ("graph_alerts", "Graph security alerts"),
+                            ("graph_incidents", "Graph security incidents"),
+                            ("mcas_alerts", "Defender for Cloud Apps alerts"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("ok", "Connected"),
+                            ("missing_permission", "Missing permission"),
+                            ("not_licensed", "Not licensed or not provisioned"),
+                            ("not_configured", "Not configured"),
+                            ("error", "Error"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("detail", models.TextField(blank=True)),
+                ("granted_roles", models.JSONField(blank=True, default=list)),
+                ("missing_roles", models.JSONField(blank=True, default=list)),
+                ("checked_at", models.DateTimeField()),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="capabilities",
+                        to="tenants.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['tenant', 'source'],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'source'), name='capability_unique_tenant_source')],
+                "ordering": ["tenant", "source"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("tenant", "source"),
+                        name="capability_unique_tenant_source",
+                    )
+                ],
             },
         ),
     ]
