@@ -378,7 +378,6 @@ class MicrosoftClient:
         # This machine exports REQUESTS_CA_BUNDLE, which would override `verify`.
         session.trust_env = False
         session.verify = self._verify
-        session.max_redirects = 0
         adapter = HTTPAdapter(pool_connections=16, pool_maxsize=32, max_retries=0)
         session.mount("https://", adapter)
         return session
