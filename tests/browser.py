@@ -11,10 +11,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-# Playwright's sync API keeps an event loop in the test's thread; the ORM calls a test
-# makes between page steps are still plain synchronous calls.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
     "--no-sandbox",
@@ -54,12 +50,25 @@ def chromium(trusted_server_cert: str | None = None) -> Iterator:
         args.append(
             f"--ignore-certificate-errors-spki-list={spki_hash(trusted_server_cert)}"
         )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    # Playwright's sync API keeps an event loop in the test's thread; the ORM calls a
+    # test makes between page steps are still plain synchronous calls. Only for the
+    # block, so no subprocess (e.g. `check --deploy`) inherits the switch.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=args
+            )
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 def screenshot(page, name: str) -> Path:

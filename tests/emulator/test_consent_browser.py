@@ -8,29 +8,22 @@ that records the query string it receives.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import http.server
 import threading
-from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 import msal
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from emulator.testing import run_emulator
+from tests.browser import chromium, requires_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 GRAPH_DEFAULT = "https://graph.microsoft.com/.default"
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin"
-    ),
+    requires_chromium,
 ]
 
 
@@ -65,14 +58,6 @@ def callback_server():
         server.server_close()
 
 
-def spki_hash(cert_path: str) -> str:
-    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-
 @pytest.fixture
 def browser_emulator(tmp_path_factory, callback_server):
     server, received = callback_server
@@ -86,23 +71,8 @@ def browser_emulator(tmp_path_factory, callback_server):
 
 @pytest.fixture
 def chromium_page(browser_emulator):
-    from playwright.sync_api import sync_playwright
-
     emulator, _, _ = browser_emulator
-    server_cert = emulator.description["server_cert_path"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                f"--ignore-certificate-errors-spki-list={spki_hash(server_cert)}",
-            ],
-        )
+    with chromium(emulator.description["server_cert_path"]) as browser:
         context = browser.new_context(ignore_https_errors=False)
         page = context.new_page()
         page.set_default_timeout(15_000)
@@ -110,7 +80,6 @@ def chromium_page(browser_emulator):
             yield page
         finally:
             context.close()
-            browser.close()
 
 
 def consent_url(emulator, redirect_uri: str, state: str) -> str:

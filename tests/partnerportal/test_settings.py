@@ -22,7 +22,8 @@ PRODUCTION = {
 
 def run_django(env_overrides: dict[str, str | None], *args: str):
     env = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
-    env.pop("MS_EMULATOR", None)
+    for name in ("MS_EMULATOR", "DJANGO_ALLOW_ASYNC_UNSAFE"):
+        env.pop(name, None)
     env.pop("MS_CLIENT_CERT_PATH", None)
     for key, value in env_overrides.items():
         if value is not None:
