@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import multiprocessing
+import threading
 import uuid
 from pathlib import Path
 
@@ -350,3 +351,32 @@ def test_a_client_needs_a_credential(client_options):
 
     with pytest.raises(ValueError, match="credential"):
         MicrosoftClient(**options)
+
+
+def test_waiting_workers_share_a_failed_token_request(emu, tenant, make_client):
+    emu.control("POST", f"tenants/{tenant['id']}/revoke")
+    clients = [make_client(), make_client()]
+    for client in clients:  # discovery done, so the threads race for the token only
+        client._app(tenant["id"])
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def one(client) -> None:
+        barrier.wait(timeout=30)
+        try:
+            client.get_token(tenant["id"], MDE)
+            outcomes.append("token")
+        except ConsentRevoked as exc:
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=one, args=(clients[i % 2],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert outcomes == ["ConsentRevoked"] * 8
+    # Waiters take the holder's error instead of asking again. (A thread that came
+    # after the holder released its lock would ask once per client object; MSAL
+    # remembers the 400 for the rest. Measured: 1.)
+    assert len(token_requests(emu, tenant["id"])) <= 2
