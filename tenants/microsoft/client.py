@@ -978,6 +978,9 @@ class MicrosoftClient:
         return self._odata_page(data, base=base, full=None)
 
     def _odata_page(self, data: Any, *, base: str, full: int | None) -> Page:
+        """A ``Page`` from an OData body. ``full`` is the ``$top`` of ``$skip``-paged
+        APIs (MDE, XDR): a full page means more may follow, and a next link is only
+        a hint there. Graph pages with its next link, so a foreign one is an error."""
         if not isinstance(data, dict) or not isinstance(data.get("value"), list):
             raise Unavailable("Microsoft sent a page without a 'value' list.")
         items = [item for item in data["value"] if isinstance(item, dict)]
@@ -985,11 +988,14 @@ class MicrosoftClient:
         if not isinstance(next_link, str) or not next_link:
             next_link = None
         elif not _Origin(base).contains(next_link):
-            # Checked again when followed; refusing early keeps it out of cursors.
-            raise UntrustedUrl(
-                "Microsoft's next-page link points outside the configured Microsoft "
-                "hosts; the portal did not follow it."
-            )
+            if full is None:
+                # Checked again when followed; refusing now keeps it out of cursors.
+                raise UntrustedUrl(
+                    "Microsoft's next-page link points outside the configured "
+                    "Microsoft hosts; the portal did not follow it."
+                )
+            log.warning("Ignoring a next link outside %s", base)
+            next_link = None
         has_more = next_link is not None or (full is not None and len(items) >= full)
         return Page(items=items, next_link=next_link, has_more=has_more)
 
