@@ -219,3 +219,259 @@ class Alarm(models.Model):
     @property
     def is_active(self) -> bool:
         return self.cleared_at is None
+
+
+# --- Sync -----------------------------------------------------------------------------
+
+
+class SyncState(models.Model):
+    """Where the sync of one source of one tenant stands: cursor, lease, backoff.
+
+    The cursor is the newest source update time seen in the data itself, never the
+    worker's clock; each run re-reads a small overlap window before it.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="syncs")
+    source = models.CharField(max_length=32, choices=Capability.Source)
+    cursor = models.DateTimeField(null=True, blank=True)
+    backfill_done = models.BooleanField(default=False)
+    next_due_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    throttled_until = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["tenant", "source"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "source"], name="syncstate_unique_tenant_source"
+            )
+        ]
+        indexes = [models.Index(fields=["next_due_at"], name="syncstate_due")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant}: {self.get_source_display()}"
+
+
+class SyncRun(models.Model):
+    """One run of a sync, for ops: what it fetched, how long, and how it ended."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running", "Running"
+        OK = "ok", "Finished"
+        MORE = "more", "Finished a batch; more pages remain"
+        THROTTLED = "throttled", "Throttled"
+        FAILED = "failed", "Failed"
+
+    sync = models.ForeignKey(SyncState, on_delete=models.CASCADE, related_name="runs")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome, default=Outcome.RUNNING)
+    pages = models.PositiveIntegerField(default=0)
+    fetched = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["sync", "-started_at"], name="syncrun_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.sync} at {self.started_at:%Y-%m-%d %H:%M:%S}: {self.outcome}"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+# --- Alerts and incidents -------------------------------------------------------------
+
+
+class Severity(models.TextChoices):
+    """Normalised across sources; ordered by `SEVERITY_RANK`."""
+
+    HIGH = "high", "High"
+    MEDIUM = "medium", "Medium"
+    LOW = "low", "Low"
+    INFORMATIONAL = "informational", "Informational"
+    UNKNOWN = "unknown", "Unknown"
+
+
+SEVERITY_RANK = {"high": 4, "medium": 3, "low": 2, "informational": 1, "unknown": 0}
+
+
+class AlertStatus(models.TextChoices):
+    NEW = "new", "New"
+    IN_PROGRESS = "in_progress", "In progress"
+    RESOLVED = "resolved", "Resolved"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class Incident(models.Model):
+    """An incident from Defender XDR or Graph, as last synced."""
+
+    class Source(models.TextChoices):
+        XDR = "xdr", "Defender XDR"
+        GRAPH = "graph", "Graph security"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="incidents"
+    )
+    source = models.CharField(max_length=16, choices=Source)
+    provider_id = models.CharField(max_length=128)
+    title = models.TextField(blank=True)
+    severity = models.CharField(
+        max_length=16, choices=Severity, default=Severity.UNKNOWN
+    )
+    status = models.CharField(max_length=32, blank=True)
+    classification = models.CharField(max_length=64, blank=True)
+    determination = models.CharField(max_length=64, blank=True)
+    assigned_to = models.CharField(max_length=255, blank=True)
+    created_at_source = models.DateTimeField(null=True, blank=True)
+    updated_at_source = models.DateTimeField()
+    portal_url = models.URLField(max_length=500, blank=True)
+    raw = models.JSONField()
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_synced_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "source", "provider_id"],
+                name="incident_unique_tenant_source_provider_id",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"Incident {self.provider_id}"
+
+
+class Alert(models.Model):
+    """One alert from one source, normalised for the queue, with its raw payload.
+
+    Unique per (tenant, source, provider id); a newer source update time wins and an
+    older copy never overwrites a newer one. The same alert seen through two sources
+    (an MDE alert is also a Graph alert) is linked through `duplicate_of`.
+    """
+
+    class Source(models.TextChoices):
+        MDE = "mde", "Defender for Endpoint"
+        XDR = "xdr", "Defender XDR"
+        GRAPH = "graph", "Graph security"
+        MCAS = "mcas", "Defender for Cloud Apps"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="alerts")
+    source = models.CharField(max_length=16, choices=Source)
+    provider_id = models.CharField(max_length=128)
+    title = models.TextField(blank=True)
+    description = models.TextField(blank=True)
+    severity = models.CharField(
+        max_length=16, choices=Severity, default=Severity.UNKNOWN
+    )
+    status = models.CharField(
+        max_length=16, choices=AlertStatus, default=AlertStatus.UNKNOWN
+    )
+    category = models.CharField(max_length=128, blank=True)
+    classification = models.CharField(max_length=64, blank=True)
+    determination = models.CharField(max_length=64, blank=True)
+    assigned_to = models.CharField(max_length=255, blank=True)
+    created_at_source = models.DateTimeField(null=True, blank=True)
+    updated_at_source = models.DateTimeField()
+    first_activity_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    incident_provider_id = models.CharField(max_length=128, blank=True)
+    incident = models.ForeignKey(
+        Incident,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="alerts",
+    )
+    devices = models.JSONField(default=list, blank=True)
+    users = models.JSONField(default=list, blank=True)
+    evidence = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Normalised evidence rows (type, name, ...).",
+    )
+    evidence_summary = models.CharField(max_length=500, blank=True)
+    # Host names, user names, file hashes, IPs and URLs, for free-text search.
+    entities_text = models.TextField(blank=True)
+    portal_url = models.URLField(max_length=500, blank=True)
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    raw = models.JSONField()
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_synced_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "source", "provider_id"],
+                name="alert_unique_tenant_source_provider_id",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["-updated_at_source", "-id"], name="alert_recent"),
+            models.Index(fields=["tenant", "-updated_at_source"], name="alert_tenant"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"Alert {self.provider_id}"
+
+
+class AlertChange(models.Model):
+    """What changed in an alert and when, as seen by sync or triage."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="changes")
+    seen_at = models.DateTimeField(auto_now_add=True)
+    updated_at_source = models.DateTimeField(null=True, blank=True)
+    changes = models.JSONField(help_text='{"field": [old, new], ...}')
+
+    class Meta:
+        ordering = ["-seen_at"]
+
+    def __str__(self) -> str:
+        return f"{self.alert_id} changed at {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class TriageAction(models.Model):
+    """A staff change to an alert, written back to the source by a task."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        APPLIED = "applied", "Applied in Defender"
+        CONFLICT = "conflict", "Not applied: the alert changed in Defender"
+        FAILED = "failed", "Failed"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="triage")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    # The source update time staff saw; a newer one in Defender is a conflict.
+    based_on_updated_at = models.DateTimeField()
+    changes = models.JSONField(help_text='{"status": "resolved", ...}')
+    comment = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status, default=Status.QUEUED)
+    result_detail = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"Triage of {self.alert_id}: {self.get_status_display()}"

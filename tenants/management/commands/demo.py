@@ -33,6 +33,7 @@ class Command(BaseCommand):
         base_dir = Path(settings.BASE_DIR)
         env = dict(os.environ, DEBUG="true", PYTHONUNBUFFERED="1")
         processes: list[tuple[str, subprocess.Popen]] = []
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             if (base_dir / "emulator" / "__main__.py").is_file():
                 env.update(self.start_emulator(base_dir, emulator_port, processes))
@@ -147,7 +148,14 @@ class Command(BaseCommand):
         user.save()
 
     def spawn(self, processes, name: str, command: list[str], cwd: Path, env) -> None:
-        processes.append((name, subprocess.Popen(command, cwd=cwd, env=env)))
+        # Own sessions: Ctrl-C reaches only this command, which then stops the parts
+        # in order instead of racing their own shutdown.
+        processes.append(
+            (
+                name,
+                subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True),
+            )
+        )
 
     def watch(self, processes) -> None:
         while True:
@@ -168,3 +176,8 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 self.stderr.write(f"{name} did not stop in 15 s; killing it.")
                 process.kill()
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM stops the demo the way Ctrl-C does: every part, in order."""
+    raise KeyboardInterrupt
