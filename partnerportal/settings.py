@@ -117,6 +117,12 @@ else:
             required("DATABASE_URL", "postgres://user:password@host:5432/dbname")
         )
     }
+# Tests run against their own database; two test runs on one server can pick two names.
+DATABASES["default"]["TEST"] = {
+    "NAME": env.str(
+        "DATABASE_TEST_NAME", default=f"test_{DATABASES['default']['NAME']}"
+    )
+}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":

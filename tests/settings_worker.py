@@ -1,10 +1,9 @@
 """Settings for Celery workers that tests start: the project's, on the test database.
 
-pytest-django names the test database `test_<NAME>`; a worker process started by a test
-must read and write the same rows the test sees.
+A worker process started by a test must read and write the same rows the test sees.
 """
 
 from partnerportal.settings import *  # noqa: F403
 from partnerportal.settings import DATABASES
 
-DATABASES["default"]["NAME"] = "test_" + DATABASES["default"]["NAME"]
+DATABASES["default"]["NAME"] = DATABASES["default"]["TEST"]["NAME"]
