@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils.html import escape
 
+from emulator.scripted import follow_consent_link
 from tenants import services
 from tenants.models import Alarm, AuditEvent, Capability, ConsentLink, Tenant
 from tests.conftest import WorkerProcess
@@ -27,34 +28,14 @@ def admin_follows_link(emulator, url: str, tenant_index: int, action: str = "acc
     """
     tenant = emulator.description["tenants"][tenant_index]
     admin = tenant["admins"][0]
-    session = emulator.session()
-    page = session.get(url, timeout=10)
-    assert page.status_code == 200, page.text
-    segment = urlsplit(url).path.split("/")[1]
-    login = f"{emulator.base_url}/{segment}/login"
-    consent_page = session.post(
-        login,
-        data={
-            "flow": _flow(page.text),
-            "login": admin["upn"],
-            "passwd": admin["password"],
-        },
-        timeout=10,
-        allow_redirects=False,
+    location = follow_consent_link(
+        emulator.session(),
+        url,
+        upn=admin["upn"],
+        password=admin["password"],
+        action=action,
     )
-    assert consent_page.status_code == 200, consent_page.text
-    answer = session.post(
-        login,
-        data={"flow": _flow(consent_page.text), "action": action},
-        timeout=10,
-        allow_redirects=False,
-    )
-    assert answer.status_code == 302, answer.text
-    return tenant, answer.headers["Location"]
-
-
-def _flow(html: str) -> str:
-    return re.search(r'name="flow" value="([^"]+)"', html)[1]
+    return tenant, location
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.3):
