@@ -74,6 +74,9 @@ def embedded_redis() -> Iterator[str]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
+        # Its own session: Ctrl-C in the terminal stops the command first; Redis
+        # stops after it, when the command has let go.
+        start_new_session=True,
     )
     try:
         _wait_for_port(port, process)

@@ -227,6 +227,8 @@ def record_consent_callback(*, params: dict[str, str], remote_addr: str | None):
                 with transaction.atomic():
                     tenant = Tenant.objects.create(
                         customer=link.customer,
+                        # Microsoft does not send the tenant's name; staff may edit.
+                        display_name=link.customer.name,
                         tenant_id=tenant_id,
                         state=Tenant.State.CONSENTED,
                         consented_at=now,
@@ -539,6 +541,29 @@ def mark_tenant_revoked(*, tenant: Tenant, reason: str) -> Tenant:
 def mark_tenant_unverifiable(*, tenant: Tenant, reason: str) -> Tenant:
     """Verification gave up after retries: say so on the tenant."""
     return _mark_failing(tenant, reason)
+
+
+@transaction.atomic
+def set_tenant_details(
+    *, actor, tenant: Tenant, mcas_url: str | None = None, region: str | None = None
+) -> Tenant:
+    """Staff-entered facts Microsoft does not tell us: Cloud Apps URL, Defender geo."""
+    changed = []
+    if mcas_url is not None and mcas_url != tenant.mcas_url:
+        tenant.mcas_url = mcas_url
+        changed.append("Cloud Apps API URL")
+    if region is not None and region != tenant.region:
+        tenant.region = region
+        changed.append("region")
+    if changed:
+        tenant.save(update_fields=["mcas_url", "region", "updated_at"])
+        audit(
+            action="tenant.details_changed",
+            actor=actor,
+            tenant=tenant,
+            detail="changed " + ", ".join(changed),
+        )
+    return tenant
 
 
 @transaction.atomic

@@ -1,7 +1,8 @@
 """`make demo`: the whole product on one machine, in the foreground.
 
-Starts the Microsoft cloud emulator, migrates, creates the demo staff account, then runs
-the web server, a Celery worker and beat until Ctrl-C, which stops them all.
+Starts the Microsoft cloud emulator, migrates, creates the demo staff account, runs the
+web server, a Celery worker and beat, creates the demo customers through the consent
+flow, and keeps everything running until Ctrl-C, which stops it all in order.
 """
 
 import json
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from django.conf import settings
@@ -20,6 +22,7 @@ from partnerportal.emulation import emulator_environment
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-portal-2026"  # noqa: S105  (a printed demo login, never production)
+DEMO_TENANTS = 6
 
 
 class Command(BaseCommand):
@@ -28,73 +31,41 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--emulator-port", type=int, default=8443)
+        parser.add_argument(
+            "--no-seed", action="store_true", help="start empty: no demo customers"
+        )
 
-    def handle(self, *args, port: int, emulator_port: int, **options) -> None:
+    def handle(self, *args, port: int, emulator_port: int, no_seed: bool, **options):
         base_dir = Path(settings.BASE_DIR)
+        python = sys.executable
         env = dict(os.environ, DEBUG="true", PYTHONUNBUFFERED="1")
         processes: list[tuple[str, subprocess.Popen]] = []
         signal.signal(signal.SIGTERM, _interrupt)
+        # Ctrl-C stops everything even when a parent shell started us ignoring it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            if (base_dir / "emulator" / "__main__.py").is_file():
-                env.update(self.start_emulator(base_dir, emulator_port, processes))
+            env.update(self.start_emulator(base_dir, emulator_port, processes))
             self.stdout.write("Migrating the database…")
-            subprocess.run(
-                [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-                cwd=base_dir,
-                env=env,
-                check=True,
-            )
+            self.run_step([python, "manage.py", "migrate", "--noinput", "-v", "0"], env)
             self.create_demo_staff()
-            python = sys.executable
+            web = [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
+            celery = [python, "-m", "celery", "-A", "partnerportal"]
+            schedule = str(base_dir / ".embedded" / "celerybeat-schedule")
+            self.spawn(processes, "web", web, env)
+            self.spawn(processes, "worker", [*celery, "worker", "-l", "INFO"], env)
             self.spawn(
-                processes,
-                "web",
-                [
-                    python,
-                    "manage.py",
-                    "runserver",
-                    f"127.0.0.1:{port}",
-                    "--noreload",
-                ],
-                base_dir,
-                env,
+                processes, "beat", [*celery, "beat", "-l", "INFO", "-s", schedule], env
             )
-            self.spawn(
-                processes,
-                "worker",
-                [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "partnerportal",
-                    "worker",
-                    "--loglevel",
-                    "INFO",
-                    "--concurrency",
-                    "2",
-                ],
-                base_dir,
-                env,
-            )
-            self.spawn(
-                processes,
-                "beat",
-                [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "partnerportal",
-                    "beat",
-                    "--loglevel",
-                    "INFO",
-                    "--schedule",
-                    str(base_dir / ".embedded" / "celerybeat-schedule"),
-                ],
-                base_dir,
-                env,
-            )
+            self.wait_for_web(port, processes)
+            if not no_seed:
+                self.run_step(
+                    [
+                        python, "manage.py", "seed_demo",
+                        "--state-dir", str(base_dir / ".emulator"),
+                        "--portal-url", f"http://127.0.0.1:{port}",
+                    ],
+                    env,
+                )  # fmt: skip
             self.stdout.write(
                 self.style.SUCCESS(
                     f"\nPartner portal: http://127.0.0.1:{port}/\n"
@@ -115,56 +86,62 @@ class Command(BaseCommand):
         state_dir = base_dir / ".emulator"
         info_path = state_dir / "emulator.json"
         info_path.unlink(missing_ok=True)
-        self.spawn(
-            processes,
-            "emulator",
-            [
-                sys.executable,
-                "-m",
-                "emulator",
-                "serve",
-                "--port",
-                str(port),
-                "--state-dir",
-                str(state_dir),
-            ],
-            base_dir,
-            dict(os.environ),
-        )
+        command = [
+            sys.executable, "-m", "emulator", "serve",
+            "--port", str(port), "--state-dir", str(state_dir),
+            "--tenants", str(DEMO_TENANTS), "--alerts-per-minute", "2",
+        ]  # fmt: skip
+        self.spawn(processes, "emulator", command, dict(os.environ))
         deadline = time.monotonic() + 30
         while not info_path.is_file():
-            if processes[-1][1].poll() is not None or time.monotonic() > deadline:
-                raise CommandError("The emulator did not start; see its output above.")
+            self.check_alive(processes)
+            if time.monotonic() > deadline:
+                raise CommandError("The emulator did not start in 30 s.")
             time.sleep(0.1)
-        info = json.loads(info_path.read_text())
-        return emulator_environment(info)
+        return emulator_environment(json.loads(info_path.read_text()))
 
     def create_demo_staff(self) -> None:
-        user_model = get_user_model()
-        user, _ = user_model.objects.get_or_create(
+        user, _ = get_user_model().objects.get_or_create(
             username=DEMO_USERNAME, defaults={"is_staff": True, "is_superuser": True}
         )
         user.set_password(DEMO_PASSWORD)
         user.save()
 
-    def spawn(self, processes, name: str, command: list[str], cwd: Path, env) -> None:
+    def run_step(self, command: list[str], env: dict[str, str]) -> None:
+        subprocess.run(command, cwd=settings.BASE_DIR, env=env, check=True)
+
+    def spawn(self, processes, name: str, command: list[str], env) -> None:
         # Own sessions: Ctrl-C reaches only this command, which then stops the parts
         # in order instead of racing their own shutdown.
-        processes.append(
-            (
-                name,
-                subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True),
-            )
+        process = subprocess.Popen(
+            command, cwd=settings.BASE_DIR, env=env, start_new_session=True
         )
+        processes.append((name, process))
+
+    def wait_for_web(self, port: int, processes, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive(processes)
+            try:
+                with urllib.request.urlopen(  # noqa: S310  (our own loopback URL)
+                    f"http://127.0.0.1:{port}/accounts/login/", timeout=2
+                ):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise CommandError(f"The web server did not answer on port {port}.")
 
     def watch(self, processes) -> None:
         while True:
-            for name, process in processes:
-                if process.poll() is not None:
-                    raise CommandError(
-                        f"{name} stopped unexpectedly (exit code {process.returncode})."
-                    )
+            self.check_alive(processes)
             time.sleep(0.5)
+
+    def check_alive(self, processes) -> None:
+        for name, process in processes:
+            if process.poll() is not None:
+                raise CommandError(
+                    f"{name} stopped unexpectedly (exit code {process.returncode})."
+                )
 
     def stop(self, processes) -> None:
         for _, process in reversed(processes):
