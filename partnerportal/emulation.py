@@ -13,4 +13,5 @@ def emulator_environment(description: dict) -> dict[str, str]:
         "MS_CLIENT_ID": description["client_id"],
         "MS_CLIENT_SECRET": description["client_secret"],
         "MS_EMULATOR_CONTROL_TOKEN": description["control_token"],
+        "MS_STAFF_TENANT_ID": description["home_tenant"]["id"],
     }

@@ -84,6 +84,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "partnerportal.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "partnerportal.urls"
@@ -100,6 +101,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tenants.context_processors.alarms",
+                "partnerportal.context_processors.sign_in",
             ],
         },
     },
@@ -195,6 +197,9 @@ MS_GRAPH_URL = env.str("MS_GRAPH_URL", default="https://graph.microsoft.com")
 # A CA bundle to trust for Microsoft hosts (the emulator's CA); empty = system store.
 MS_CA_BUNDLE = env.str("MS_CA_BUNDLE", default="")
 MS_EMULATOR_CONTROL_TOKEN = env.str("MS_EMULATOR_CONTROL_TOKEN", default="")
+# The MSSP's own Entra tenant: "Sign in with Microsoft" accepts only its staff (the
+# token's issuer and tid must name exactly this tenant). Empty: the button is hidden.
+MS_STAFF_TENANT_ID = env.str("MS_STAFF_TENANT_ID", default="").strip().lower()
 
 if DEBUG:
     MS_CLIENT_ID = env.str("MS_CLIENT_ID", default="")

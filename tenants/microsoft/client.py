@@ -541,6 +541,24 @@ class MicrosoftClient:
                     self._apps.popitem(last=False)
             return app
 
+    def sign_in_app(self, tenant_id: str) -> msal.ConfidentialClientApplication:
+        """A fresh MSAL app for staff sign-in (authorization code + PKCE) in one
+        tenant: same credential, CA bundle and ``trust_env=False`` session as the
+        app-only calls, and no token cache (the portal keeps no user tokens).
+
+        Implements "Microsoft identity platform and OAuth 2.0 authorization code flow":
+        https://learn.microsoft.com/entra/identity-platform/v2-oauth2-auth-code-flow
+        """
+        return msal.ConfidentialClientApplication(
+            self.client_id,
+            client_credential=self._credential,
+            authority=f"{self.login.url}/{_check_tenant_id(tenant_id)}",
+            instance_discovery=self._instance_discovery,
+            azure_region=False,
+            http_client=self._new_session(),
+            token_cache=_NoStoreTokenCache(),
+        )
+
     def _acquire(self, tenant_id: str, resource: str) -> AccessToken:
         app = self._app(tenant_id)
         self._token_http.reset()
