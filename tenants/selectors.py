@@ -1,9 +1,48 @@
 """Reads of tenant data, always scoped to what the signed-in staff member may see."""
 
-from django.db.models import Prefetch, QuerySet
-from django.http import Http404
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 
-from tenants.models import Alarm, AuditEvent, Capability, ConsentLink, Customer, Tenant
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    Func,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, TruncDate
+from django.http import Http404
+from django.utils import timezone
+from django.utils.timesince import timesince
+
+from tenants import keyset
+from tenants.forms import QUEUE_RANGES
+from tenants.models import (
+    SEVERITY_RANK,
+    Alarm,
+    Alert,
+    AlertStatus,
+    AuditEvent,
+    Capability,
+    ConsentLink,
+    Customer,
+    Incident,
+    Severity,
+    SyncState,
+    Tenant,
+    TriageAction,
+)
 
 
 def list_customers(*, user) -> QuerySet[Customer]:
@@ -11,6 +50,11 @@ def list_customers(*, user) -> QuerySet[Customer]:
     return Customer.objects.visible_to(user).prefetch_related(
         Prefetch("tenants", queryset=Tenant.objects.order_by("display_name"))
     )
+
+
+def list_customer_choices(*, user) -> list[tuple]:
+    """(code, name) of the customers `user` may see, for filter menus."""
+    return list(Customer.objects.visible_to(user).values_list("code", "name"))
 
 
 def get_customer(*, user, code) -> Customer:
@@ -75,3 +119,514 @@ def get_consent_progress(*, link_code) -> dict:
 
 def active_alarms() -> list[Alarm]:
     return list(Alarm.objects.filter(cleared_at__isnull=True))
+
+
+# --- Scope ----------------------------------------------------------------------------
+
+
+def _scoped(queryset: QuerySet, user, path: str = "tenant__customer") -> QuerySet:
+    """`queryset` narrowed to the customers `user` may see (nothing for anonymous or
+    inactive users; no narrowing, hence no extra join, for superusers)."""
+    if user.is_active and user.is_superuser:
+        return queryset
+    return queryset.filter(**{f"{path}__in": Customer.objects.visible_to(user)})
+
+
+# --- The queue ------------------------------------------------------------------------
+
+QUEUE_PAGE_SIZE = 50
+# Severity counts stop counting here ("10,000+"): an exact count of a million rows
+# would cost more than the whole page.
+COUNT_CAP = 10_000
+OPEN_STATUSES = (AlertStatus.NEW, AlertStatus.IN_PROGRESS)
+# A source that has not synced successfully for this long is called stale.
+STALE_AFTER = timedelta(minutes=30)
+
+
+class SearchText(Func):
+    """UPPER(title || ' ' || description || ' ' || entities_text), exactly the
+    expression of the `alert_queue_search_trgm` index (migration 0004)."""
+
+    template = "UPPER(%(expressions)s)"
+    arg_joiner = " || ' ' || "
+    output_field = TextField()
+
+
+def severity_rank() -> Case:
+    """High 4 … unknown 0, as spelled in the `alert_queue_rank` index (0004)."""
+    return Case(
+        *(
+            When(severity=value, then=Value(rank))
+            for value, rank in SEVERITY_RANK.items()
+            if rank
+        ),
+        default=Value(0),
+        output_field=IntegerField(),
+    )
+
+
+@dataclass(frozen=True)
+class SeverityCount:
+    severity: str
+    label: str
+    count: int
+    capped: bool
+    selected: bool
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    alerts: list[Alert]
+    next_cursor: str | None
+    counts: list[SeverityCount]
+    customer: Customer | None
+    stale: list["TenantProblem"]
+    stale_total: int
+
+
+def visible_alerts(*, user) -> QuerySet[Alert]:
+    """Alerts `user` may see, duplicates (the same alert through another source)
+    left out."""
+    return _scoped(Alert.objects.filter(duplicate_of__isnull=True), user)
+
+
+def _filtered_alerts(*, user, filters: dict, customer) -> QuerySet[Alert]:
+    """Every filter of the queue except severity (the counts facet over it)."""
+    alerts = visible_alerts(user=user)
+    if customer is not None:
+        alerts = alerts.filter(tenant__customer=customer)
+    if filters.get("status"):
+        alerts = alerts.filter(status__in=filters["status"])
+    if filters.get("source"):
+        alerts = alerts.filter(source__in=filters["source"])
+    if filters.get("category"):
+        alerts = alerts.filter(category__iexact=filters["category"])
+    if filters.get("assigned") == "me":
+        names = {n for n in (user.email, user.get_username()) if n}
+        alerts = alerts.filter(assigned_to__in=names)
+    elif filters.get("assigned") == "unassigned":
+        alerts = alerts.filter(assigned_to="")
+    if filters.get("range"):
+        since = timezone.now() - QUEUE_RANGES[filters["range"]]
+        alerts = alerts.filter(updated_at_source__gte=since)
+    if filters.get("q"):
+        alerts = alerts.alias(
+            search_text=SearchText("title", "description", "entities_text")
+        )
+        for term in filters["q"]:
+            alerts = alerts.filter(search_text__contains=term.upper())
+    return alerts
+
+
+def list_queue(*, user, filters: dict) -> QueuePage:
+    """One page of the unified queue for `user` with the severity counts of the same
+    filter; a customer filter outside the user's scope is a 404."""
+    customer = None
+    if filters.get("customer"):
+        customer = get_customer(user=user, code=filters["customer"])
+    base = _filtered_alerts(user=user, filters=filters, customer=customer)
+    sort = filters.get("sort") or "-updated"
+    alerts = base
+    if filters.get("severity"):
+        alerts = alerts.filter(severity__in=filters["severity"])
+    alerts, order = _sorted(alerts, sort)
+    if filters.get("after"):
+        columns = [*keyset.SORT_KEYS[sort], "id"]
+        op = ">" if sort == "updated" else "<"
+        alerts = alerts.filter(
+            keyset.RowCompare([F(c) for c in columns], op, filters["after"])
+        )
+    rows = list(
+        alerts.select_related("tenant__customer").order_by(*order)[
+            : QUEUE_PAGE_SIZE + 1
+        ]
+    )
+    next_cursor = None
+    if len(rows) > QUEUE_PAGE_SIZE:
+        rows = rows[:QUEUE_PAGE_SIZE]
+        next_cursor = keyset.encode(sort, rows[-1])
+    stale, stale_total = list_stale_tenants(user=user, customer=customer)
+    return QueuePage(
+        alerts=rows,
+        next_cursor=next_cursor,
+        counts=_severity_counts(base, selected=filters.get("severity") or []),
+        customer=customer,
+        stale=stale,
+        stale_total=stale_total,
+    )
+
+
+def _sorted(alerts: QuerySet, sort: str) -> tuple[QuerySet, list]:
+    if sort == "severity":
+        alerts = alerts.annotate(severity_rank=severity_rank())
+        return alerts, ["-severity_rank", "-updated_at_source", "-id"]
+    if sort == "updated":
+        return alerts, ["updated_at_source", "id"]
+    return alerts, ["-updated_at_source", "-id"]
+
+
+def _severity_counts(alerts: QuerySet, *, selected: list[str]) -> list[SeverityCount]:
+    """Counts per severity, each capped at COUNT_CAP, in one query."""
+    parts, params = [], []
+    for value, _label in Severity.choices:
+        sql, part_params = (
+            alerts.filter(severity=value)
+            .order_by()
+            .values("id")[: COUNT_CAP + 1]
+            .query.sql_with_params()
+        )
+        # Django's own SQL and placeholders, nested; no user text enters the string.
+        parts.append(f"(SELECT count(*) FROM ({sql}) AS s)")  # noqa: S608
+        params.extend(part_params)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(parts), params)
+        counts = cursor.fetchone()
+    return [
+        SeverityCount(
+            severity=value,
+            label=label,
+            count=min(count, COUNT_CAP),
+            capped=count > COUNT_CAP,
+            selected=value in selected,
+        )
+        for (value, label), count in zip(Severity.choices, counts, strict=True)
+    ]
+
+
+def export_queue(*, user, filters: dict, limit: int = 10_000) -> QuerySet[Alert]:
+    """The queue's rows for a CSV export of the same filter, at most `limit`."""
+    customer = None
+    if filters.get("customer"):
+        customer = get_customer(user=user, code=filters["customer"])
+    alerts = _filtered_alerts(user=user, filters=filters, customer=customer)
+    if filters.get("severity"):
+        alerts = alerts.filter(severity__in=filters["severity"])
+    alerts, order = _sorted(alerts, filters.get("sort") or "-updated")
+    return alerts.select_related("tenant__customer").order_by(*order)[:limit]
+
+
+# --- Tenant health --------------------------------------------------------------------
+
+
+@dataclass
+class SourceHealth:
+    source: str
+    label: str
+    capability: Capability | None
+    sync: SyncState | None
+    problem: str
+
+
+@dataclass
+class TenantProblem:
+    tenant: Tenant
+    problems: list[str]
+    sources: list[SourceHealth] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _lag_words(moment, now) -> str:
+    if moment is None:
+        return "never"
+    return f"{timesince(moment, now)} ago"
+
+
+def _source_health(tenant: Tenant, now) -> list[SourceHealth]:
+    caps = {c.source: c for c in tenant.capabilities.all()}
+    syncs = {s.source: s for s in tenant.syncs.all()}
+    rows = []
+    for value, label in Capability.Source.choices:
+        cap, sync = caps.get(value), syncs.get(value)
+        problem = ""
+        if cap is not None and cap.status != Capability.Status.OK:
+            if cap.status != Capability.Status.NOT_CONFIGURED:
+                problem = cap.detail or cap.get_status_display()
+        elif sync is not None:
+            if sync.throttled_until and sync.throttled_until > now:
+                problem = (
+                    f"Throttled by Microsoft until {sync.throttled_until:%H:%M:%S} UTC"
+                )
+            elif sync.last_error and (
+                sync.last_success_at is None
+                or (sync.last_error_at and sync.last_error_at >= sync.last_success_at)
+            ):
+                problem = sync.last_error
+            elif (
+                sync.last_success_at is None or sync.last_success_at < now - STALE_AFTER
+            ):
+                lag = _lag_words(sync.last_success_at, now)
+                problem = f"Stale: last successful sync {lag}"
+        elif cap is not None:
+            problem = "Not syncing yet"
+        if cap is None and sync is None:
+            continue
+        rows.append(SourceHealth(value, label, cap, sync, problem))
+    return rows
+
+
+def _tenant_problems(tenant: Tenant, now) -> TenantProblem:
+    sources = _source_health(tenant, now)
+    problems = []
+    if tenant.state != Tenant.State.VERIFIED:
+        problems.append(
+            f"{tenant.get_state_display()}"
+            + (f": {tenant.last_error}" if tenant.last_error else "")
+        )
+    problems += [f"{s.label}: {s.problem}" for s in sources if s.problem]
+    if tenant.state == Tenant.State.VERIFIED and not sources:
+        problems.append("No source is connected yet")
+    return TenantProblem(tenant=tenant, problems=problems, sources=sources)
+
+
+def tenant_health(*, user) -> list[TenantProblem]:
+    """Every tenant `user` may see with its sources' health, problems first."""
+    now = timezone.now()
+    tenants = (
+        _scoped(Tenant.objects.all(), user, path="customer")
+        .select_related("customer")
+        .prefetch_related("capabilities", "syncs")
+        .order_by("customer__name", "display_name")
+    )
+    rows = [_tenant_problems(t, now) for t in tenants]
+    rows.sort(key=lambda r: (r.ok, r.tenant.customer.name, str(r.tenant)))
+    return rows
+
+
+def list_stale_tenants(
+    *, user, customer: Customer | None = None, limit: int = 8
+) -> tuple[list[TenantProblem], int]:
+    """Tenants whose alerts may be missing from the queue (not verified, never
+    synced, stale, throttled or failing), at most `limit`, and how many in all."""
+    now = timezone.now()
+    tenants = _scoped(Tenant.objects.all(), user, path="customer")
+    if customer is not None:
+        tenants = tenants.filter(customer=customer)
+    healthy_sync = SyncState.objects.filter(
+        tenant=OuterRef("pk"), last_success_at__gte=now - STALE_AFTER
+    ).exclude(throttled_until__gt=now)
+    unhealthy_sync = SyncState.objects.filter(tenant=OuterRef("pk")).filter(
+        Q(last_success_at__isnull=True)
+        | Q(last_success_at__lt=now - STALE_AFTER)
+        | Q(throttled_until__gt=now)
+    )
+    suspect = tenants.filter(
+        ~Q(state=Tenant.State.VERIFIED) | ~Exists(healthy_sync) | Exists(unhealthy_sync)
+    ).exclude(state=Tenant.State.PENDING)
+    found = list(
+        suspect.select_related("customer")
+        .prefetch_related("capabilities", "syncs")
+        .order_by("customer__name", "display_name")[: limit + 1]
+    )
+    total = len(found) if len(found) <= limit else suspect.count()
+    return [_tenant_problems(t, now) for t in found[:limit]], total
+
+
+# --- Alert detail ---------------------------------------------------------------------
+
+
+def get_alert(*, user, code) -> Alert:
+    """One alert `user` may see; 404 for any other, existing or not."""
+    alert = (
+        _scoped(Alert.objects.all(), user)
+        .select_related("tenant__customer", "incident", "duplicate_of")
+        .filter(code=code)
+        .first()
+    )
+    if alert is None:
+        raise Http404("No such alert.")
+    return alert
+
+
+def alert_detail(*, alert: Alert) -> dict:
+    """Everything the alert page shows, in a fixed number of queries."""
+    related = Alert.objects.none()
+    if alert.incident_id or alert.incident_provider_id:
+        by_incident = (
+            Q(incident_id=alert.incident_id)
+            if alert.incident_id
+            else Q(incident_provider_id=alert.incident_provider_id)
+        )
+        related = (
+            Alert.objects.filter(by_incident, tenant_id=alert.tenant_id)
+            .exclude(pk=alert.pk)
+            .filter(duplicate_of__isnull=True)
+            .order_by("-updated_at_source")[:50]
+        )
+    return {
+        "alert": alert,
+        "customer": alert.tenant.customer,
+        "changes": list(alert.changes.all()[:50]),
+        **triage_state(alert=alert),
+        "related": list(related),
+        "assignees": list_assignees(customer=alert.tenant.customer),
+    }
+
+
+def list_assignees(*, customer: Customer) -> list:
+    """Active staff who may see `customer`: assigned directly, through a group, or
+    superusers."""
+    return list(
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(
+            Q(is_superuser=True) | Q(customers=customer) | Q(groups__customers=customer)
+        )
+        .distinct()
+        .order_by("username")[:200]
+    )
+
+
+def triage_state(*, alert: Alert) -> dict:
+    """The alert's latest triage actions and whether one still waits for Defender."""
+    actions = list(alert.triage.select_related("actor")[:20])
+    return {
+        "triage_actions": actions,
+        "triage_pending": any(a.status == TriageAction.Status.QUEUED for a in actions),
+    }
+
+
+# --- Incidents ------------------------------------------------------------------------
+
+INCIDENT_PAGE_SIZE = 100
+OPEN_INCIDENT_STATUSES = ("active", "inProgress", "Active", "InProgress", "new", "")
+
+
+def list_incidents(*, user, open_only: bool = True) -> list[Incident]:
+    """Incidents `user` may see, newest update first, with their alert counts."""
+    incidents = _scoped(Incident.objects.all(), user)
+    if open_only:
+        incidents = incidents.exclude(status__iregex=r"^(resolved|redirected)$")
+    alert_count = (
+        Alert.objects.filter(incident=OuterRef("pk"), duplicate_of__isnull=True)
+        .order_by()
+        .values("incident")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return list(
+        incidents.select_related("tenant__customer")
+        .annotate(alert_count=Coalesce(Subquery(alert_count), 0))
+        .order_by("-updated_at_source", "-id")[:INCIDENT_PAGE_SIZE]
+    )
+
+
+def get_incident(*, user, code) -> Incident:
+    incident = (
+        _scoped(Incident.objects.all(), user)
+        .select_related("tenant__customer")
+        .filter(code=code)
+        .first()
+    )
+    if incident is None:
+        raise Http404("No such incident.")
+    return incident
+
+
+def incident_detail(*, incident: Incident) -> dict:
+    alerts = (
+        Alert.objects.filter(
+            Q(incident=incident)
+            | Q(tenant_id=incident.tenant_id, incident_provider_id=incident.provider_id)
+        )
+        .filter(duplicate_of__isnull=True)
+        .select_related("tenant__customer")
+        .order_by("-updated_at_source")[:200]
+    )
+    return {"incident": incident, "alerts": list(alerts)}
+
+
+# --- Overview -------------------------------------------------------------------------
+
+CHART_DAYS = 14
+
+
+@dataclass(frozen=True)
+class ChartBar:
+    day: date
+    count: int
+    x: float
+    y: float
+    height: float
+    label_x: float
+    value_y: float
+
+
+def _chart(counts: dict[date, int], today: date) -> dict:
+    """Bar geometry for an inline SVG of new alerts per day (drawn server-side)."""
+    width, height, top, bottom, left = 700, 180, 16, 24, 8
+    days = [today - timedelta(days=i) for i in range(CHART_DAYS - 1, -1, -1)]
+    peak = max([counts.get(d, 0) for d in days] + [1])
+    slot = (width - left) / CHART_DAYS
+    plot = height - top - bottom
+    bars = []
+    for i, day in enumerate(days):
+        n = counts.get(day, 0)
+        h = round(plot * n / peak, 1)
+        x = round(left + i * slot + slot * 0.15, 1)
+        y = round(top + plot - h, 1)
+        bars.append(ChartBar(day, n, x, y, h, round(x + slot * 0.35, 1), y - 3))
+    return {
+        "bars": bars,
+        "width": width,
+        "height": height,
+        "bar_width": round(slot * 0.7, 1),
+        "baseline": height - bottom,
+        "label_y": height - 8,
+        "peak": peak,
+        "total": sum(b.count for b in bars),
+    }
+
+
+def overview(*, user) -> dict:
+    """The overview page: open alerts by severity and customer, new alerts per day,
+    noisy customers, open incidents and tenants needing attention."""
+    now = timezone.now()
+    alerts = visible_alerts(user=user)
+    open_alerts = alerts.filter(status__in=OPEN_STATUSES)
+    by_severity = dict(
+        open_alerts.order_by().values_list("severity").annotate(n=Count("id"))
+    )
+    severities = [
+        {"severity": value, "label": label, "count": by_severity.get(value, 0)}
+        for value, label in Severity.choices
+    ]
+    by_customer = list(
+        open_alerts.order_by()
+        .values("tenant__customer__code", "tenant__customer__name")
+        .annotate(
+            n=Count("id"),
+            high=Count("id", filter=Q(severity=Severity.HIGH)),
+        )
+        .order_by("-n")[:10]
+    )
+    since = now - timedelta(days=CHART_DAYS - 1)
+    start = since.replace(hour=0, minute=0, second=0, microsecond=0)
+    per_day = dict(
+        alerts.filter(created_at_source__gte=start)
+        .order_by()
+        .annotate(day=TruncDate("created_at_source"))
+        .values_list("day")
+        .annotate(n=Count("id"))
+    )
+    noisy = list(
+        alerts.filter(created_at_source__gte=now - timedelta(days=7))
+        .order_by()
+        .values("tenant__customer__code", "tenant__customer__name")
+        .annotate(n=Count("id"))
+        .order_by("-n")[:5]
+    )
+    incidents = list_incidents(user=user, open_only=True)[:10]
+    attention, attention_total = list_stale_tenants(user=user, limit=10)
+    return {
+        "severities": severities,
+        "open_total": sum(s["count"] for s in severities),
+        "by_customer": by_customer,
+        "chart": _chart(per_day, now.date()),
+        "noisy": noisy,
+        "incidents": incidents,
+        "attention": attention,
+        "attention_total": attention_total,
+    }

@@ -49,3 +49,39 @@ def verify_tenant(self, tenant_pk: int) -> None:
         backoff = min(300, 10 * 2 ** min(self.request.retries, 5))
         countdown = exc.retry_after or backoff * random.uniform(0.8, 1.2)  # noqa: S311
         raise self.retry(countdown=countdown) from None
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=8,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def write_back_triage(self, triage_action_id: int) -> None:
+    """Writes one staff triage change back to Defender or Graph (re-reading first)."""
+    from tenants import triage
+    from tenants.microsoft import schemas
+    from tenants.models import TriageAction
+
+    action = (
+        TriageAction.objects.select_related("alert__tenant", "actor")
+        .filter(pk=triage_action_id)
+        .first()
+    )
+    if action is None or action.status != TriageAction.Status.QUEUED:
+        return
+    try:
+        triage.apply_triage(action=action)
+    except (schemas.Throttled, schemas.Unavailable) as exc:
+        if self.request.retries >= self.max_retries:
+            triage.record_triage_failure(
+                action=action, reason=f"Microsoft kept failing: {exc.message}"
+            )
+            return
+        backoff = min(120, 5 * 2 ** min(self.request.retries, 5))
+        countdown = getattr(exc, "retry_after", None) or backoff * random.uniform(
+            0.8, 1.2
+        )
+        raise self.retry(countdown=countdown) from None

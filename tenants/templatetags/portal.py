@@ -1,0 +1,121 @@
+"""Template helpers for the dashboard: safe portal links, URL state, compact times."""
+
+import json
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from django import template
+from django.conf import settings
+from django.utils import timezone
+
+register = template.Library()
+
+# Only these become links; anything else in a payload is shown as text.
+PORTAL_HOSTS = ("security.microsoft.com",)
+PORTAL_HOST_SUFFIXES = (".portal.cloudappsecurity.com",)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+
+
+@register.filter
+def portal_link(url) -> str:
+    """`url` if it points at a Microsoft portal (security.microsoft.com, the configured
+    MS_SECURITY_PORTAL_URL, a Cloud Apps portal; in demo the emulator), else ""."""
+    if not isinstance(url, str) or not url or any(c in url for c in "\\\r\n\t "):
+        return ""
+    try:
+        scheme, host, port = _origin(url)
+    except ValueError:
+        return ""
+    if scheme != "https" or not host:
+        return ""
+    configured = getattr(settings, "MS_SECURITY_PORTAL_URL", "")
+    hosts = (*PORTAL_HOSTS, _origin(configured)[1]) if configured else PORTAL_HOSTS
+    if port in (None, 443) and (host in hosts or host.endswith(PORTAL_HOST_SUFFIXES)):
+        return url
+    if settings.MS_EMULATOR and _origin(settings.MS_LOGIN_URL) == (scheme, host, port):
+        return url
+    return ""
+
+
+@register.simple_tag(takes_context=True)
+def query_with(context, **changes) -> str:
+    """The current query string with `changes` applied (None removes a key); a new
+    filter always starts again at the first page."""
+    params = context["request"].GET.copy()
+    params.pop("after", None)
+    for key, value in changes.items():
+        params.pop(key, None)
+        if value not in (None, ""):
+            params[key] = value
+    encoded = params.urlencode()
+    return f"?{encoded}" if encoded else "?"
+
+
+@register.simple_tag(takes_context=True)
+def query_toggle(context, key: str, value: str) -> str:
+    """The current query string with `value` added to or removed from list `key`."""
+    params = context["request"].GET.copy()
+    params.pop("after", None)
+    values = params.getlist(key)
+    values = [v for v in values if v != value] if value in values else [*values, value]
+    params.setlist(key, values)
+    encoded = params.urlencode()
+    return f"?{encoded}" if encoded else "?"
+
+
+@register.filter
+def age(moment) -> str:
+    """A compact age for dense tables: 45s, 12m, 5h, 3d, 8w."""
+    if not isinstance(moment, datetime):
+        return "—"
+    seconds = max(0, int((timezone.now() - moment).total_seconds()))
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit == "w" else 1):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+@register.filter
+def pretty_json(value) -> str:
+    """Indented JSON text (the template escapes it like any other text)."""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+@register.filter
+def evidence_extra(row) -> list[tuple[str, str]]:
+    """An evidence row's fields besides type, name and detail, for a compact column."""
+    if not isinstance(row, dict):
+        return []
+    skip = {"type", "name", "detail"}
+    return [
+        (str(k), v if isinstance(v, str) else json.dumps(v, default=str))
+        for k, v in row.items()
+        if k not in skip and v not in (None, "", [], {})
+    ]
+
+
+@register.filter
+def get_type(row) -> str:
+    return str(row.get("type", "")) if isinstance(row, dict) else ""
+
+
+@register.filter
+def get_field(row, key: str) -> str:
+    if not isinstance(row, dict):
+        return ""
+    value = row.get(key)
+    return "" if value is None else str(value)
+
+
+@register.filter
+def humanize_value(value) -> str:
+    """snake_case and camelCase enum values as words: true_positive -> True positive."""
+    if not isinstance(value, str) or not value:
+        return "—"
+    words = value.replace("_", " ")
+    spaced = "".join(f" {c.lower()}" if c.isupper() else c for c in words).strip()
+    return spaced[:1].upper() + spaced[1:]
