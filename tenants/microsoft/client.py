@@ -917,13 +917,17 @@ class MicrosoftClient:
         since: datetime | None,
         top: int = 1000,
         next_link: str | None = None,
+        oldest_first: bool = False,
+        skip: int = 0,
     ) -> Page:
         """Graph security alerts (alerts_v2) changed since ``since``.
 
         Implements "List alerts_v2" (GET /security/alerts_v2):
         https://learn.microsoft.com/graph/api/security-list-alerts_v2
         Pass the previous page's ``next_link`` to continue (``since``/``top`` are then
-        ignored: the link carries them).
+        ignored: the link carries them). ``oldest_first`` asks for
+        ``$orderby=lastUpdateDateTime asc`` (not on the docs page, used in practice)
+        so a caller can page by update time with a small ``skip`` for ties.
         """
         return self._graph_list(
             tenant_id,
@@ -933,6 +937,8 @@ class MicrosoftClient:
             top=top,
             max_top=1000,
             next_link=next_link,
+            oldest_first=oldest_first,
+            skip=skip,
         )
 
     def list_graph_incidents(
@@ -943,6 +949,8 @@ class MicrosoftClient:
         top: int = 50,
         next_link: str | None = None,
         expand_alerts: bool = True,
+        oldest_first: bool = False,
+        skip: int = 0,
     ) -> Page:
         """Graph security incidents changed since ``since``, with their alerts.
 
@@ -960,6 +968,8 @@ class MicrosoftClient:
             max_top=50,
             next_link=next_link,
             expand="alerts" if expand_alerts else None,
+            oldest_first=oldest_first,
+            skip=skip,
         )
 
     def _graph_list(
@@ -973,6 +983,8 @@ class MicrosoftClient:
         max_top: int,
         next_link: str | None,
         expand: str | None = None,
+        oldest_first: bool = False,
+        skip: int = 0,
     ) -> Page:
         base = self.graph.url
         if next_link:
@@ -981,7 +993,9 @@ class MicrosoftClient:
             if not 1 <= top <= max_top:
                 raise ValueError(f"top must be within 1..{max_top} for {source.label}")
             url = f"{base}/v1.0/security/{collection}"
-            params = {"$top": top, "$expand": expand}
+            params = {"$top": top, "$skip": skip or None, "$expand": expand}
+            if oldest_first:
+                params["$orderby"] = "lastUpdateDateTime asc"
             if since is not None:
                 params["$filter"] = f"lastUpdateDateTime ge {_odata_datetime(since)}"
         data = self._call(
@@ -1025,12 +1039,15 @@ class MicrosoftClient:
         since_ms: int | None,
         skip: int = 0,
         limit: int = 100,
+        resolved_since_ms: int | None = None,
     ) -> Page:
         """Defender for Cloud Apps alerts from ``since_ms`` (epoch ms), oldest first.
 
         Implements "List alerts" (POST /api/v1/alerts/):
         https://learn.microsoft.com/defender-cloud-apps/api-alerts-list
-        ``limit`` is at most 100; page with ``skip`` while ``hasNext``.
+        ``limit`` is at most 100; page with ``skip`` while ``hasNext``. The API has no
+        update time: ``resolved_since_ms`` filters on ``resolutionDate`` instead, so a
+        caller can see alerts closed since then.
         """
         if not 1 <= limit <= 100:
             raise ValueError("limit must be within 1..100 for Cloud Apps alerts")
@@ -1038,6 +1055,8 @@ class MicrosoftClient:
         filters: dict[str, Any] = {}
         if since_ms is not None:
             filters["date"] = {"gte": int(since_ms)}
+        if resolved_since_ms is not None:
+            filters["resolutionDate"] = {"gte": int(resolved_since_ms)}
         data = self._call(
             "POST",
             f"{base}/api/v1/alerts/",
