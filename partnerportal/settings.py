@@ -227,6 +227,32 @@ PORTAL_BASE_URL = PORTAL_BASE_URL.rstrip("/")
 # Seconds between verification attempts while a fresh consent replicates at Microsoft.
 TENANT_VERIFY_RETRY_SECONDS = env.int("TENANT_VERIFY_RETRY_SECONDS", default=15)
 
+# --- Sync -----------------------------------------------------------------------------
+
+# Seconds between two syncs of one (tenant, source).
+SYNC_INTERVAL_SECONDS = env.int("SYNC_INTERVAL_SECONDS", default=60)
+# Each run re-reads this many seconds before its cursor (late-indexed changes).
+SYNC_OVERLAP_SECONDS = env.int("SYNC_OVERLAP_SECONDS", default=300)
+# How far back the first sync of a source reaches.
+SYNC_BACKFILL_DAYS = env.int("SYNC_BACKFILL_DAYS", default=30)
+# Items asked for per page (each API's own maximum caps it).
+SYNC_PAGE_SIZE = env.int("SYNC_PAGE_SIZE", default=1000)
+# Pages one run may fetch; more pages mean another run right after (if it saved rows).
+SYNC_MAX_PAGES_PER_RUN = env.int("SYNC_MAX_PAGES_PER_RUN", default=20)
+# How long a run's claim on (tenant, source) lasts; renewed after every page.
+SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=120)
+# How often beat looks for due syncs, and how many it queues at most per look.
+SYNC_DISPATCH_SECONDS = env.int("SYNC_DISPATCH_SECONDS", default=5)
+SYNC_DISPATCH_BATCH = env.int("SYNC_DISPATCH_BATCH", default=2000)
+# Graph incidents with their alerts ($expand=alerts); off where Graph answers 500s.
+SYNC_GRAPH_INCIDENTS_EXPAND_ALERTS = env_bool(
+    "SYNC_GRAPH_INCIDENTS_EXPAND_ALERTS", True
+)
+# The Defender portal the alert and incident links point to (sovereign clouds differ).
+MS_SECURITY_PORTAL_URL = env.str(
+    "MS_SECURITY_PORTAL_URL", default="https://security.microsoft.com"
+).rstrip("/")
+
 # --- Celery ---------------------------------------------------------------------------
 
 # Redis redelivers an unacknowledged task after the visibility timeout; every time limit
@@ -254,6 +280,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "partnerportal.tasks.record_beat_heartbeat",
         "schedule": 15.0,
         "options": {"expires": 14},
+    },
+    "dispatch-due-syncs": {
+        "task": "tenants.tasks.dispatch_due_syncs",
+        "schedule": float(SYNC_DISPATCH_SECONDS),
+        "options": {"expires": max(1.0, SYNC_DISPATCH_SECONDS - 1.0)},
     },
 }
 

@@ -244,6 +244,9 @@ class SyncState(models.Model):
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+    # Where an unfinished pass resumes, per source (newest-first paging of XDR
+    # incidents; the resolution cursor of Cloud Apps alerts).
+    paging = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["tenant", "source"]
@@ -426,6 +429,9 @@ class Alert(models.Model):
         indexes = [
             models.Index(fields=["-updated_at_source", "-id"], name="alert_recent"),
             models.Index(fields=["tenant", "-updated_at_source"], name="alert_tenant"),
+            models.Index(
+                fields=["tenant", "incident_provider_id"], name="alert_incident_id"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -18,7 +18,15 @@ from django.utils import timezone
 
 from tenants import microsoft
 from tenants.microsoft import schemas
-from tenants.models import Alarm, AuditEvent, Capability, ConsentLink, Customer, Tenant
+from tenants.models import (
+    Alarm,
+    AuditEvent,
+    Capability,
+    ConsentLink,
+    Customer,
+    SyncState,
+    Tenant,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -499,6 +507,7 @@ def _record_capabilities(tenant: Tenant, capabilities: dict) -> Tenant:
         tenant.verified_at = now
         tenant.last_error = ""
         tenant.save(update_fields=["state", "verified_at", "last_error", "updated_at"])
+        ensure_sync_states(tenant=tenant, sources=ok)
         if was != Tenant.State.VERIFIED:
             audit(
                 action="tenant.verified",
@@ -512,6 +521,34 @@ def _record_capabilities(tenant: Tenant, capabilities: dict) -> Tenant:
         if status != Capability.Status.NOT_CONFIGURED
     )
     return _mark_failing(tenant, f"No source could be read. {problems}")
+
+
+def ensure_sync_states(*, tenant: Tenant, sources) -> None:
+    """One SyncState per source the tenant can be read from; a new one is due now."""
+    now = timezone.now()
+    for source in sources:
+        SyncState.objects.get_or_create(
+            tenant=tenant, source=source, defaults={"next_due_at": now}
+        )
+
+
+@transaction.atomic
+def mark_capability_lost(
+    *, tenant: Tenant, source: str, status: str, detail: str
+) -> None:
+    """A source stopped answering for good (licence, permission): the sync of that
+    source stops until the tenant is verified again; the others carry on."""
+    changed = (
+        Capability.objects.filter(tenant=tenant, source=source)
+        .exclude(status=status, detail=detail)
+        .update(status=status, detail=detail, checked_at=timezone.now())
+    )
+    if changed:
+        audit(
+            action="tenant.capability_lost",
+            tenant=tenant,
+            detail=f"{Capability.Source(source).label}: {detail}",
+        )
 
 
 @transaction.atomic

@@ -5,6 +5,8 @@ import random
 
 from celery import shared_task
 from django.conf import settings
+from django.db import DatabaseError
+from redis import RedisError
 
 from tenants import services
 from tenants.models import Tenant
@@ -85,3 +87,40 @@ def write_back_triage(self, triage_action_id: int) -> None:
             0.8, 1.2
         )
         raise self.retry(countdown=countdown) from None
+
+
+# --- Sync -----------------------------------------------------------------------------
+
+
+@shared_task(ignore_result=True, soft_time_limit=30, time_limit=45)
+def dispatch_due_syncs() -> None:
+    """Beat's fan-out: queues one sync_source per due (tenant, source)."""
+    from tenants import sync
+
+    sync.dispatch_due_syncs()
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # Our own infrastructure hiccups (database, Redis): try again with backoff.
+    # Microsoft's failures are recorded by the service and rescheduled via
+    # next_due_at, so they hold no worker slot.
+    autoretry_for=(DatabaseError, RedisError),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=5,
+    soft_time_limit=300,
+    time_limit=330,
+)
+def sync_source(self, sync_state_id: int) -> None:
+    """One sync of one (tenant, source); safe to run twice (lease, newer-wins)."""
+    from tenants import sync
+
+    result = sync.sync_source(sync_state_id=sync_state_id)
+    if result.retry_after is not None and self.request.retries < 3:
+        # Throttled by Microsoft: come back when it said, not earlier.
+        countdown = result.retry_after * random.uniform(1.0, 1.2)  # noqa: S311
+        raise self.retry(countdown=countdown, max_retries=3)
