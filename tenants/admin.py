@@ -1,7 +1,19 @@
 from django.contrib import admin, messages
 
-from tenants import services
-from tenants.models import Alarm, AuditEvent, Capability, ConsentLink, Customer, Tenant
+from tenants import services, sync
+from tenants.models import (
+    Alarm,
+    Alert,
+    AlertChange,
+    AuditEvent,
+    Capability,
+    ConsentLink,
+    Customer,
+    Incident,
+    SyncRun,
+    SyncState,
+    Tenant,
+)
 
 
 class TenantInline(admin.TabularInline):
@@ -121,3 +133,159 @@ class AuditEventAdmin(admin.ModelAdmin):
 @admin.register(Alarm)
 class AlarmAdmin(admin.ModelAdmin):
     list_display = ("kind", "message", "raised_at", "cleared_at")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the system writes; people only read them."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(SyncState)
+class SyncStateAdmin(admin.ModelAdmin):
+    list_display = (
+        "tenant",
+        "source",
+        "cursor",
+        "last_success_at",
+        "next_due_at",
+        "throttled_until",
+        "consecutive_failures",
+        "last_error",
+    )
+    list_filter = ("source", "tenant__state")
+    search_fields = ("tenant__tenant_id", "tenant__customer__name", "last_error")
+    list_select_related = ("tenant", "tenant__customer")
+    readonly_fields = (
+        "tenant",
+        "source",
+        "cursor",
+        "paging",
+        "backfill_done",
+        "lease_owner",
+        "lease_until",
+        "last_attempt_at",
+        "last_success_at",
+        "last_error",
+        "last_error_at",
+        "consecutive_failures",
+    )
+    actions = ["sync_now", "refresh_tokens"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # made when a tenant is verified
+
+    @admin.action(description="Sync now")
+    def sync_now(self, request, queryset) -> None:
+        for state in queryset.select_related("tenant"):
+            sync.request_sync(actor=request.user, sync_state=state)
+        self.message_user(
+            request, f"Sync queued for {queryset.count()} source(s).", messages.SUCCESS
+        )
+
+    @admin.action(description="Force token refresh (drop cached tokens)")
+    def refresh_tokens(self, request, queryset) -> None:
+        tenants = {state.tenant for state in queryset.select_related("tenant")}
+        for tenant in tenants:
+            sync.refresh_tenant_tokens(actor=request.user, tenant=tenant)
+        self.message_user(
+            request,
+            f"Cached tokens dropped for {len(tenants)} tenant(s); the next call asks "
+            "Microsoft for new ones.",
+            messages.SUCCESS,
+        )
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "sync",
+        "started_at",
+        "duration_seconds",
+        "outcome",
+        "pages",
+        "fetched",
+        "created",
+        "updated",
+        "error",
+    )
+    list_filter = ("outcome", "sync__source")
+    search_fields = ("sync__tenant__tenant_id", "sync__tenant__customer__name", "error")
+    list_select_related = ("sync", "sync__tenant")
+    date_hierarchy = "started_at"
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "tenant",
+        "source",
+        "severity",
+        "status",
+        "assigned_to",
+        "updated_at_source",
+    )
+    list_filter = ("source", "severity", "status")
+    search_fields = ("provider_id", "title", "tenant__tenant_id", "assigned_to")
+    list_select_related = ("tenant",)
+    date_hierarchy = "updated_at_source"
+    readonly_fields = [f.name for f in Incident._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+class AlertChangeInline(admin.TabularInline):
+    model = AlertChange
+    extra = 0
+    can_delete = False
+    readonly_fields = ("seen_at", "updated_at_source", "changes")
+    fields = readonly_fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "tenant",
+        "source",
+        "severity",
+        "status",
+        "assigned_to",
+        "updated_at_source",
+        "duplicate_of",
+    )
+    list_filter = ("source", "severity", "status", "classification")
+    search_fields = (
+        "provider_id",
+        "title",
+        "entities_text",
+        "tenant__tenant_id",
+        "tenant__customer__name",
+    )
+    list_select_related = ("tenant",)
+    date_hierarchy = "updated_at_source"
+    # Synced from Microsoft: staff change alerts through triage, not here.
+    readonly_fields = [f.name for f in Alert._meta.fields]
+    inlines = [AlertChangeInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(AlertChange)
+class AlertChangeAdmin(ReadOnlyAdmin):
+    list_display = ("alert", "seen_at", "updated_at_source", "changes")
+    search_fields = ("alert__provider_id",)
+    list_select_related = ("alert",)
