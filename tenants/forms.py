@@ -68,6 +68,19 @@ class QueueFilterForm(forms.Form):
     sort = forms.ChoiceField(choices=list(QUEUE_SORTS.items()), required=False)
     after = forms.CharField(max_length=300, required=False)
 
+    def __init__(self, data=None, **kwargs) -> None:
+        # A submitted filter form sends every field, most of them empty: an empty
+        # value means "any", not an invalid choice.
+        if data is not None:
+            data = data.copy()
+            for key in list(data):
+                values = [v for v in data.getlist(key) if v != ""]
+                if values:
+                    data.setlist(key, values)
+                else:
+                    del data[key]
+        super().__init__(data, **kwargs)
+
     def clean_q(self) -> list[str]:
         terms = self.cleaned_data["q"].split()
         if len(terms) > MAX_SEARCH_TERMS:

@@ -211,6 +211,14 @@ def test_keyset_pages_cover_every_alert_exactly_once(client, analyst, sort):
     assert len(seen) == len(set(seen))
 
 
+def test_a_submitted_blank_filter_form_means_any(client, world, analyst):
+    client.force_login(analyst)
+    blank = {k: "" for k in ("q", "customer", "source", "category", "assigned")}
+    response = client.get(reverse("tenants:queue"), {**blank, "range": ""})
+    assert response.status_code == 200
+    assert len(response.context["page"].alerts) == 2
+
+
 def test_queue_state_lives_in_the_url(client, world, analyst):
     client.force_login(analyst)
     response = client.get(
