@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 from django import template
 from django.conf import settings
 from django.utils import timezone
+from django.utils.html import format_html_join
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -119,3 +121,18 @@ def humanize_value(value) -> str:
     words = value.replace("_", " ")
     spaced = "".join(f" {c.lower()}" if c.isupper() else c for c in words).strip()
     return spaced[:1].upper() + spaced[1:]
+
+
+@register.simple_tag
+def customer_options(customers, selected) -> str:
+    """The customer filter's <option>s, built in one pass: with hundreds of customers
+    a template loop costs more than the rest of the queue page."""
+    selected = str(selected or "")
+    return format_html_join(
+        "",
+        '<option value="{}"{}>{}</option>',
+        (
+            (code, mark_safe(" selected") if str(code) == selected else "", name)
+            for code, name in customers
+        ),
+    )
