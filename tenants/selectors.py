@@ -250,7 +250,11 @@ def list_queue(*, user, filters: dict) -> QueuePage:
     return QueuePage(
         alerts=rows,
         next_cursor=next_cursor,
-        counts=_severity_counts(base, selected=filters.get("severity") or []),
+        counts=_severity_counts(
+            base,
+            selected=filters.get("severity") or [],
+            searching=bool(filters.get("q")),
+        ),
         customer=customer,
         stale=stale,
         stale_total=stale_total,
@@ -266,8 +270,29 @@ def _sorted(alerts: QuerySet, sort: str) -> tuple[QuerySet, list]:
     return alerts, ["-updated_at_source", "-id"]
 
 
-def _severity_counts(alerts: QuerySet, *, selected: list[str]) -> list[SeverityCount]:
-    """Counts per severity, each capped at COUNT_CAP, in one query."""
+def _severity_counts(
+    alerts: QuerySet, *, selected: list[str], searching: bool
+) -> list[SeverityCount]:
+    """Counts per severity, each exact up to COUNT_CAP, in one query.
+
+    Without a search each count is an index-only scan. With one, a single pass reads
+    at most COUNT_CAP + 1 matches; past that, each count is a lower bound ("+").
+    """
+    if searching:
+        seen = list(
+            alerts.order_by().values_list("severity", flat=True)[: COUNT_CAP + 1]
+        )
+        capped = len(seen) > COUNT_CAP
+        return [
+            SeverityCount(
+                severity=value,
+                label=label,
+                count=seen.count(value),
+                capped=capped,
+                selected=value in selected,
+            )
+            for value, label in Severity.choices
+        ]
     parts, params = [], []
     for value, _label in Severity.choices:
         sql, part_params = (
