@@ -298,7 +298,10 @@ def sync_source(*, sync_state_id: int, owner: str | None = None) -> SyncResult:
     except BaseException as exc:
         # An unexpected error (or the soft time limit): record it and free the lease
         # so the next run does not wait for it to expire, then let the task decide.
-        message = f"Unexpected error: {type(exc).__name__}: {exc}"[:1000]
+        if isinstance(exc, SystemExit | KeyboardInterrupt):
+            message = "The worker was stopped during this run; the next run goes on."
+        else:
+            message = f"Unexpected error: {type(exc).__name__}: {exc}"[:1000]
         try:
             _finish_run(run, SyncRun.Outcome.FAILED, runner, message)
             _record_failure(state, owner, message, backoff=True)
@@ -593,9 +596,9 @@ class _Runner:
             i_created, i_updated, incident_ids = upsert_incidents(
                 self.tenant.pk, batch.incidents
             )
-            created, updated, alert_ids = upsert_alerts(self.tenant.pk, batch.alerts)
+            created, updated, written = upsert_alerts(self.tenant.pk, batch.alerts)
             created, updated = created + i_created, updated + i_updated
-            link_alerts(self.tenant.pk, alert_ids=alert_ids, incident_ids=incident_ids)
+            link_alerts(self.tenant.pk, written=written, incident_ids=incident_ids)
             fields = ["lease_until"]
             state.lease_until = timezone.now() + lease
             if cursor is not None and (state.cursor is None or cursor > state.cursor):
@@ -822,8 +825,8 @@ def upsert_alerts(
 
     An older copy never overwrites a newer one, and a copy of the same time only when
     its payload differs (so re-reading the overlap window changes nothing). Writes an
-    AlertChange for every tracked field that changed. Returns (created, updated, ids
-    of the rows written).
+    AlertChange for every tracked field that changed. Returns (created, updated, the
+    rows written).
     """
     rows = _newest_per_key(rows)
     if not rows:
@@ -860,26 +863,30 @@ def upsert_alerts(
                    OR (EXCLUDED.updated_at_source = tenants_alert.updated_at_source
                        AND EXCLUDED.raw IS DISTINCT FROM tenants_alert.raw)
                 RETURNING id, (xmax = 0) AS inserted, updated_at_source,
-                          {", ".join(TRACKED_FIELDS)}
+                          source, provider_id, {", ".join(TRACKED_FIELDS)}
             )
-            SELECT up.id, up.inserted, up.updated_at_source, {returned}, {old_fields}
+            SELECT up.id, up.inserted, up.updated_at_source, up.source,
+                   up.provider_id, {returned}, {old_fields}
             FROM up LEFT JOIN old ON old.id = up.id
             """,  # noqa: S608
             {"tenant": tenant_pk},
         )
         result = raw_cursor.fetchall()
+    origins = {(row["source"], row["provider_id"]): _origin(row["raw"]) for row in rows}
     created = updated = 0
     changes = []
-    ids = []
+    written = []
     n = len(TRACKED_FIELDS)
     for record in result:
-        alert_id, inserted, updated_at = record[0], record[1], record[2]
-        ids.append(alert_id)
+        alert_id, inserted, updated_at, source, provider_id = record[:5]
+        written.append(
+            Written(alert_id, source, provider_id, origins.get((source, provider_id)))
+        )
         if inserted:
             created += 1
             continue
         updated += 1
-        new, old = record[3 : 3 + n], record[3 + n : 3 + 2 * n]
+        new, old = record[5 : 5 + n], record[5 + n : 5 + 2 * n]
         diff = {
             name: [before, after]
             for name, before, after in zip(TRACKED_FIELDS, old, new, strict=True)
@@ -893,7 +900,22 @@ def upsert_alerts(
             )
     if changes:
         AlertChange.objects.bulk_create(changes)
-    return created, updated, ids
+    return created, updated, written
+
+
+@dataclass(frozen=True)
+class Written:
+    """An alert row an upsert wrote, and the producing product's id it names."""
+
+    id: int
+    source: str
+    provider_id: str
+    origin: str | None
+
+
+def _origin(raw: Any) -> str | None:
+    value = raw.get("providerAlertId") if isinstance(raw, dict) else None
+    return str(value) if value else None
 
 
 def upsert_incidents(
@@ -943,10 +965,11 @@ def upsert_incidents(
 
 
 def link_alerts(
-    tenant_pk: int, *, alert_ids: list[int], incident_ids: list[int]
+    tenant_pk: int, *, written: list[Written], incident_ids: list[int]
 ) -> None:
     """Points alerts at their incident (an XDR one before a Graph one) and marks
     every copy of one alert but the primary as its duplicate."""
+    alert_ids = [w.id for w in written]
     with connection.cursor() as cursor:
         if alert_ids:
             cursor.execute(
@@ -977,41 +1000,51 @@ def link_alerts(
                 """,
                 [incident_ids],
             )
-    if alert_ids:
-        _link_duplicates(tenant_pk, alert_ids)
+    if written:
+        _link_duplicates(tenant_pk, written)
 
 
-def _link_duplicates(tenant_pk: int, alert_ids: list[int]) -> None:
-    batch = list(
-        Alert.objects.filter(id__in=alert_ids).values_list(
-            "source", "provider_id", "raw__providerAlertId"
-        )
-    )
-    keys = {pid for source, pid, _ in batch if source != "mcas"}
-    mcas_ids = {pid for source, pid, _ in batch if source == "mcas"}
-    origins = {str(o) for source, _, o in batch if source != "mcas" and o}
+def _link_duplicates(tenant_pk: int, written: list[Written]) -> None:
+    """Finds every copy of the written alerts in the tenant and points all but the
+    highest ranked one at it. Reads ``raw`` only when Cloud Apps copies are involved
+    (their link goes through Graph's / XDR's ``providerAlertId``)."""
+    keys = {w.provider_id for w in written if w.source != "mcas"}
+    origins = {w.origin for w in written if w.source != "mcas" and w.origin}
+    mcas_ids = {w.provider_id for w in written if w.source == "mcas"}
     group_filter = Q(source__in=("mde", "graph", "xdr"), provider_id__in=keys)
     if origins:
         group_filter |= Q(source="mcas", provider_id__in=origins)
     if mcas_ids:
         group_filter |= Q(
-            source__in=("graph", "xdr"), raw__providerAlertId__in=mcas_ids
+            source__in=("graph", "xdr"), raw__providerAlertId__in=list(mcas_ids)
         )
     members = list(
         Alert.objects.filter(tenant_id=tenant_pk)
         .filter(group_filter)
-        .values_list(
-            "id", "source", "provider_id", "raw__providerAlertId", "duplicate_of_id"
-        )
+        .values_list("id", "source", "provider_id", "duplicate_of_id")
     )
+    if len(members) == len(written) and all(m[3] is None for m in members):
+        return  # every copy is alone and a primary already (e.g. new MDE alerts)
     # Key of a copy: the Defender alert id; a Cloud Apps copy joins the group of the
     # Graph / XDR copy that names it as providerAlertId.
     mcas_group: dict[str, str] = {}
-    for _, source, pid, origin, _ in members:
-        if source != "mcas" and origin:
-            mcas_group.setdefault(str(origin), pid)
+    if any(source == "mcas" for _, source, _, _ in members):
+        known = {(w.source, w.provider_id): w.origin for w in written}
+        unknown = [
+            row_id
+            for row_id, source, pid, _ in members
+            if source in ("graph", "xdr") and (source, pid) not in known
+        ]
+        for source, pid, origin in Alert.objects.filter(id__in=unknown).values_list(
+            "source", "provider_id", "raw__providerAlertId"
+        ):
+            known[(source, pid)] = str(origin) if origin else None
+        for _, source, pid, _ in members:
+            origin = known.get((source, pid))
+            if source != "mcas" and origin:
+                mcas_group.setdefault(origin, pid)
     groups: dict[str, list[tuple[int, str, int | None]]] = {}
-    for row_id, source, pid, _, dup in members:
+    for row_id, source, pid, dup in members:
         key = mcas_group.get(pid, f"mcas:{pid}") if source == "mcas" else pid
         groups.setdefault(key, []).append((row_id, source, dup))
     fixes: list[Alert] = []
