@@ -259,6 +259,9 @@ MS_SECURITY_PORTAL_URL = env.str(
 # and countdown stays well under it so a slow task is never run twice at once.
 CELERY_VISIBILITY_TIMEOUT = 3600
 CELERY_BROKER_URL = REDIS_URL
+# The queue tasks go to and workers read; separate deployments (or a benchmark) that
+# share one Redis give each their own.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
