@@ -1,0 +1,251 @@
+"""What both benchmarks start and clean up: a database of their own on the
+DATABASE_URL server, the emulator over HTTPS in its own process, Celery workers on
+their own queue of the REDIS_URL Redis, and tenants verified on the emulator.
+
+Not a test: run `python bench/ingest.py` or `python bench/freshness.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+EMULATOR_SCRIPT = """
+import json, sys, time
+from collections import deque
+from emulator.testing import run_emulator
+options = json.loads(sys.argv[2])
+log_size = options.pop("request_log_size", None)
+with run_emulator(sys.argv[1], **options) as emu:
+    if log_size:
+        emu.world.request_log = deque(maxlen=log_size)
+    print("ready", flush=True)
+    while True:
+        time.sleep(3600)
+"""
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def database_url(name: str) -> str:
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@contextmanager
+def bench_database(prefix: str):
+    """A fresh database on the DATABASE_URL server, migrated; dropped afterwards."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = database_url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    os.environ["DATABASE_URL"] = database_url(name)
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v", "0"],
+            cwd=PROJECT_DIR,
+            check=True,
+            env=dict(os.environ),
+        )
+        yield name
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def emulator_process(**options):
+    """The emulator over HTTPS on loopback in a process of its own."""
+    state_dir = tempfile.mkdtemp(prefix="bench-emulator-")
+    process = subprocess.Popen(
+        [sys.executable, "-c", EMULATOR_SCRIPT, state_dir, json.dumps(options)],
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError("the emulator did not start")
+        description = json.loads((Path(state_dir) / "emulator.json").read_text())
+        yield description, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def control(description: dict, method: str, path: str, body=None, **params):
+    import requests
+
+    with requests.Session() as session:
+        session.trust_env = False
+        response = session.request(
+            method,
+            f"{description['base_url']}/_emulator/{path}",
+            json=body,
+            params=params or None,
+            headers={"Authorization": f"Bearer {description['control_token']}"},
+            verify=description["ca_path"],
+            timeout=120,
+        )
+    response.raise_for_status()
+    return response.json()
+
+
+def portal_environment(description: dict, **extra: str) -> dict[str, str]:
+    """Environment for this process and the workers: the portal on the emulator."""
+    from partnerportal.emulation import emulator_environment
+
+    env = emulator_environment(description)
+    env.update(extra)
+    return env
+
+
+def setup_django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "partnerportal.settings")
+    import django
+
+    django.setup()
+
+
+class Workers:
+    """Celery worker processes (optionally one with beat); RSS sampled meanwhile."""
+
+    def __init__(
+        self, count: int, concurrency: int, *, beat: bool = False, pool="prefork"
+    ):
+        self.processes: list[subprocess.Popen] = []
+        self.logs = []
+        self.peak_rss = 0
+        self.peak_total_rss = 0
+        self._stop = threading.Event()
+        self.state_dir = tempfile.mkdtemp(prefix="bench-workers-")
+        for i in range(count):
+            args = [
+                sys.executable, "-m", "celery", "-A", "partnerportal", "worker",
+                "--loglevel", "WARNING", "--concurrency", str(concurrency),
+                "--pool", pool, "--without-gossip", "--without-mingle",
+                "--without-heartbeat", "-n", f"bench{i}-{uuid.uuid4().hex[:6]}@%h",
+            ]  # fmt: skip
+            if beat and i == 0:
+                args += ["-B", "-s", f"{self.state_dir}/beat"]
+            log_file = open(f"{self.state_dir}/worker{i}.log", "w")  # noqa: SIM115
+            self.logs.append(log_file)
+            self.processes.append(
+                subprocess.Popen(
+                    args,
+                    cwd=PROJECT_DIR,
+                    env=dict(os.environ),
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            for process in self.processes:
+                try:
+                    parent = psutil.Process(process.pid)
+                    for p in [parent, *parent.children(recursive=True)]:
+                        rss = p.memory_info().rss
+                        total += rss
+                        self.peak_rss = max(self.peak_rss, rss)
+                except psutil.Error:
+                    continue
+            self.peak_total_rss = max(self.peak_total_rss, total)
+            self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for handle in self.logs:
+            handle.close()
+
+
+def verify_tenants(description: dict, sources, count: int | None = None):
+    """Our rows for the emulator's tenants, as onboarding leaves them: verified,
+    capabilities OK, one SyncState per source (bulk, for a thousand tenants)."""
+    from django.utils import timezone
+
+    from tenants.models import Capability, Customer, SyncState, Tenant
+
+    now = timezone.now()
+    customer = Customer.objects.create(name=f"Bench {uuid.uuid4().hex[:6]}")
+    infos = description["tenants"][:count]
+    tenants = Tenant.objects.bulk_create(
+        [
+            Tenant(
+                customer=customer,
+                tenant_id=info["id"],
+                display_name=info["name"],
+                region=info["region"],
+                mcas_url=f"{description['base_url']}/mcas/{info['mcas_portal_name']}",
+                state=Tenant.State.VERIFIED,
+                verified_at=now,
+            )
+            for info in infos
+        ]
+    )
+    Capability.objects.bulk_create(
+        [
+            Capability(tenant=t, source=s, status="ok", checked_at=now)
+            for t in tenants
+            for s in sources
+        ]
+    )
+    SyncState.objects.bulk_create(
+        [
+            SyncState(tenant=t, source=s, next_due_at=now)
+            for t in tenants
+            for s in sources
+        ]
+    )
+    return tenants
+
+
+def purge_queue(queue: str) -> None:
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.delete(queue)
+    for key in client.scan_iter("sync:quota:*"):
+        client.delete(key)

@@ -1,0 +1,140 @@
+"""Ingest benchmark: sync at least 200,000 Defender for Endpoint alerts from the
+emulator over HTTPS, and compare with a raw PostgreSQL COPY of the same documents.
+
+    DATABASE_URL=postgres://... REDIS_URL=redis://... python bench/ingest.py
+
+Prints alerts/s of the whole sync (HTTPS, parse, normalise, upsert with newer-wins,
+change rows, duplicate links, cursor), the COPY rate of the same raw documents into a
+one-column jsonb table measured in the same run, their ratio (target >= 0.4) and the
+worker's peak RSS (target <= 300 MB). Starts and cleans up everything it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import time
+import uuid
+
+from common import (
+    Workers,
+    bench_database,
+    control,
+    emulator_process,
+    log,
+    portal_environment,
+    purge_queue,
+    setup_django,
+    verify_tenants,
+)
+
+MB = 1024 * 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--backlog", type=int, default=29_000, help="alerts per tenant")
+    parser.add_argument("--page-size", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=2)
+    args = parser.parse_args()
+
+    queue = f"bench-ingest-{uuid.uuid4().hex[:8]}"
+    with (
+        bench_database("bench_ingest"),
+        emulator_process(
+            tenants=args.tenants,
+            backlog_per_tenant=args.backlog,
+            alerts_per_minute=0.001,
+            consented=True,
+        ) as (description, _),
+    ):
+        env = portal_environment(
+            description,
+            CELERY_QUEUE=queue,
+            SYNC_PAGE_SIZE=str(args.page_size),
+            SYNC_MAX_PAGES_PER_RUN="1000",
+            SYNC_BACKFILL_DAYS="31",
+            SYNC_DISPATCH_SECONDS="3600",
+            LOG_LEVEL="WARNING",
+        )
+        setup_django(env)
+        from django.db import connection
+
+        from tenants import tasks
+        from tenants.models import Alert, SyncRun, SyncState
+
+        purge_queue(queue)
+        tenants = verify_tenants(description, ["mde_alerts"])
+        expected = sum(
+            len(control(description, "GET", "ground-truth", tenant=str(t.tenant_id),
+                        source="mde")["result"])
+            for t in tenants
+        )  # fmt: skip
+        log(f"{len(tenants)} tenants, {expected:,} MDE alerts in the emulator")
+        workers = Workers(args.workers, args.concurrency)
+        time.sleep(4)
+        started = time.monotonic()
+        for state in SyncState.objects.all():
+            tasks.sync_source.delay(state.pk)
+        last = -1
+        while True:
+            done = SyncRun.objects.exclude(outcome="running").count()
+            count = Alert.objects.count()
+            finished = SyncState.objects.filter(backfill_done=True).count()
+            if count != last:
+                log(f"{count:,} alerts stored, {done} runs finished")
+                last = count
+            if finished == len(tenants) and count >= expected:
+                break
+            time.sleep(1)
+        elapsed = time.monotonic() - started
+        workers.stop()
+        sync_rate = count / elapsed
+        errors = list(SyncRun.objects.exclude(error="").values_list("error", flat=True))
+
+        # The same documents, COPY'd raw into a one-column jsonb table.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT raw::text FROM tenants_alert WHERE source = 'mde'")
+            documents = [row[0] for row in cursor.fetchall()]
+        buffer = "".join(
+            doc.replace("\\", "\\\\").replace("\n", "\\n") + "\n" for doc in documents
+        )
+        size = len(buffer.encode())
+        raw = connection.connection
+        with raw.cursor() as cursor:
+            cursor.execute("CREATE TABLE bench_copy (doc jsonb)")
+            raw.commit()
+            copy_started = time.monotonic()
+            with cursor.copy("COPY bench_copy (doc) FROM STDIN") as copy:
+                stream = io.StringIO(buffer)
+                while chunk := stream.read(1 << 20):
+                    copy.write(chunk)
+            raw.commit()
+            copy_elapsed = time.monotonic() - copy_started
+        copy_rate = len(documents) / copy_elapsed
+
+    print()
+    print("== bench/ingest.py ==")
+    print(f"alerts synced:         {count:,} (MDE, {len(tenants)} tenants, HTTPS)")
+    print(f"sync time:             {elapsed:.1f} s")
+    print(f"sync rate:             {sync_rate:,.0f} alerts/s")
+    print(
+        f"raw COPY rate:         {copy_rate:,.0f} docs/s "
+        f"({size / MB:,.0f} MB in {copy_elapsed:.1f} s)"
+    )
+    print(f"ratio sync / COPY:     {sync_rate / copy_rate:.2f} (target >= 0.4)")
+    print(f"worker peak RSS:       {workers.peak_rss / MB:.0f} MB per process "
+          f"(target <= 300 MB); all worker processes together "
+          f"{workers.peak_total_rss / MB:.0f} MB")  # fmt: skip
+    print(
+        f"page size, workers:    {args.page_size}, {args.workers} x {args.concurrency}"
+    )
+    print(f"runs with an error:    {len(errors)} {errors[:3]}")
+    print(f"pid:                   {os.getpid()}")
+
+
+if __name__ == "__main__":
+    main()
