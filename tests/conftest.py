@@ -13,6 +13,26 @@ import pytest
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SHARED_DIR = PROJECT_DIR.parent / "shared"
 ARTIFACTS_DIR = PROJECT_DIR / "test-artifacts"
+# This test run's own Celery queue: workers of another run on the same Redis (a second
+# checkout, a demo) never take our tasks, nor we theirs.
+TEST_QUEUE = f"test-{uuid.uuid4().hex[:10]}"
+
+
+def pytest_configure(config) -> None:
+    from partnerportal.celery import app
+
+    app.conf.task_default_queue = TEST_QUEUE
+
+
+def pytest_unconfigure(config) -> None:
+    """Drops what is left in this run's queue (e.g. canaries no worker answered)."""
+    import redis
+    from django.conf import settings
+
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).delete(TEST_QUEUE)
+    except redis.RedisError:
+        pass
 
 
 class WorkerProcess:
@@ -25,7 +45,10 @@ class WorkerProcess:
     ) -> None:
         self.hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
         env = dict(
-            os.environ, **(env or {}), DJANGO_SETTINGS_MODULE="tests.settings_worker"
+            os.environ,
+            **(env or {}),
+            CELERY_QUEUE=TEST_QUEUE,
+            DJANGO_SETTINGS_MODULE="tests.settings_worker",
         )
         self.log_path = ARTIFACTS_DIR / f"worker-{uuid.uuid4().hex[:8]}.log"
         ARTIFACTS_DIR.mkdir(exist_ok=True)
