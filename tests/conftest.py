@@ -1,5 +1,6 @@
 """Shared fixtures: real Postgres (pytest-django), real Redis, real Celery workers."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -29,10 +30,8 @@ def pytest_unconfigure(config) -> None:
     import redis
     from django.conf import settings
 
-    try:
+    with contextlib.suppress(redis.RedisError):
         redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).delete(TEST_QUEUE)
-    except redis.RedisError:
-        pass
 
 
 class WorkerProcess:
