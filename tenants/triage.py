@@ -9,14 +9,13 @@ changed instead. Otherwise it PATCHes, then updates the local row and audits.
 from __future__ import annotations
 
 import logging
-import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from tenants import microsoft, services
+from tenants import microsoft, normalize, services
 from tenants.microsoft import schemas
 from tenants.models import Alert, AlertChange, AlertStatus, TriageAction
 
@@ -96,19 +95,9 @@ def source_changes(source: str, changes: dict[str, str], comment: str) -> dict:
     return body
 
 
-_FRACTION = re.compile(r"(\.\d{1,6})\d*")
-
-
 def parse_source_time(value: Any) -> datetime | None:
-    """A Microsoft timestamp ("2024-05-01T10:00:00.1234567Z") as an aware datetime."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = _FRACTION.sub(r"\1", value.strip()).replace("Z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    """A Microsoft timestamp as an aware datetime (the sync's own parser)."""
+    return normalize.parse_time(value)
 
 
 # --- staff side -----------------------------------------------------------------------

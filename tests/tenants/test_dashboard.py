@@ -502,7 +502,9 @@ def test_source_changes_speak_each_apis_spelling():
 
 @pytest.fixture
 def emulator_alert(portal_on_emulator, emulator, analyst):
-    """An Alert row for an MDE alert that exists in the emulator's world."""
+    """The Alert row the sync would make for an MDE alert of the emulator's world."""
+    from tenants import microsoft, normalize
+
     info = emulator.description["tenants"][0]
     emulator.control("POST", f"tenants/{info['id']}/consent", {})
     created = emulator.control(
@@ -515,13 +517,11 @@ def emulator_alert(portal_on_emulator, emulator, analyst):
         tenant_id=info["id"],
         region=info["region"],
     )
-    updated = triage.parse_source_time(created["lastUpdateTime"])
-    return AlertFactory(
-        tenant=tenant,
-        provider_id=created["providerAlertId"],
-        title="Triage me",
-        updated_at_source=updated,
+    raw = microsoft.get_client().get_mde_alert(
+        info["id"], created["id"], region=info["region"]
     )
+    fields = normalize.mde_alert(raw, tenant_id=info["id"])
+    return Alert.objects.create(tenant=tenant, source=Alert.Source.MDE, **fields)
 
 
 def emulated_alert(emulator, alert):
