@@ -151,7 +151,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "/"
+LOGIN_REDIRECT_URL = "/queue"  # the analyst's day starts at the queue
 LOGOUT_REDIRECT_URL = "login"
 
 # Behind a TLS-terminating proxy in production; every cookie is Secure there.

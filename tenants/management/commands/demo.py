@@ -34,23 +34,33 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-seed", action="store_true", help="start empty: no demo customers"
         )
+        parser.add_argument(
+            "--run-dir",
+            type=Path,
+            default=None,
+            help="where the emulator's state and beat's schedule go (default: here)",
+        )
 
-    def handle(self, *args, port: int, emulator_port: int, no_seed: bool, **options):
-        base_dir = Path(settings.BASE_DIR)
+    def handle(
+        self, *args, port: int, emulator_port: int, no_seed: bool, run_dir, **options
+    ):
+        run_dir = (run_dir or Path(settings.BASE_DIR)).resolve()
         python = sys.executable
         env = dict(os.environ, DEBUG="true", PYTHONUNBUFFERED="1")
+        env.setdefault("PORTAL_BASE_URL", f"http://127.0.0.1:{port}")
         processes: list[tuple[str, subprocess.Popen]] = []
         signal.signal(signal.SIGTERM, _interrupt)
         # Ctrl-C stops everything even when a parent shell started us ignoring it.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            env.update(self.start_emulator(base_dir, emulator_port, processes))
+            env.update(self.start_emulator(run_dir, emulator_port, processes))
             self.stdout.write("Migrating the database…")
             self.run_step([python, "manage.py", "migrate", "--noinput", "-v", "0"], env)
             self.create_demo_staff()
             web = [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]
             celery = [python, "-m", "celery", "-A", "partnerportal"]
-            schedule = str(base_dir / ".embedded" / "celerybeat-schedule")
+            (run_dir / ".embedded").mkdir(parents=True, exist_ok=True)
+            schedule = str(run_dir / ".embedded" / "celerybeat-schedule")
             self.spawn(processes, "web", web, env)
             self.spawn(processes, "worker", [*celery, "worker", "-l", "INFO"], env)
             self.spawn(
@@ -61,7 +71,7 @@ class Command(BaseCommand):
                 self.run_step(
                     [
                         python, "manage.py", "seed_demo",
-                        "--state-dir", str(base_dir / ".emulator"),
+                        "--state-dir", str(run_dir / ".emulator"),
                         "--portal-url", f"http://127.0.0.1:{port}",
                     ],
                     env,
@@ -81,9 +91,9 @@ class Command(BaseCommand):
         finally:
             self.stop(processes)
 
-    def start_emulator(self, base_dir: Path, port: int, processes) -> dict[str, str]:
+    def start_emulator(self, run_dir: Path, port: int, processes) -> dict[str, str]:
         """Starts the emulator and returns the settings that point the portal at it."""
-        state_dir = base_dir / ".emulator"
+        state_dir = run_dir / ".emulator"
         info_path = state_dir / "emulator.json"
         info_path.unlink(missing_ok=True)
         command = [

@@ -39,6 +39,10 @@ class Command(BaseCommand):
         session.verify = emulator["ca_path"]
         session.trust_env = False
         control = _Controls(session, emulator)
+        # Microsoft only sends people back to registered addresses: the consent
+        # callback and the staff sign-in callback of this portal.
+        for path in ("/consent/callback", "/accounts/microsoft/callback"):
+            control.post("app/redirect-uris", {"uri": f"{portal_url}{path}"})
 
         customers = [
             self.customer(actor, tenant) for tenant in tenants[: ONBOARDED + 3]
