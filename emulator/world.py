@@ -190,6 +190,9 @@ class World:
         # ``start`` pins the emulated "now" at creation (deterministic streams).
         self.clock_offset = 0.0 if start is None else start - time.time()
         self.frozen_at: float | None = None
+        # Quotas count real seconds (a frozen World clock must not freeze them);
+        # ``advance`` moves them along with the World clock.
+        self.quota_offset = 0.0
         self.start_us = int((time.time() if start is None else start) * streams.US)
         self.backlog_per_tenant = backlog_per_tenant
         self.streams: dict[str, streams.TenantStream] = {}
@@ -243,7 +246,13 @@ class World:
         """Move the clock forward (or back) and return the new ``now()``."""
         with self.lock:
             self.clock_offset += float(seconds)
+            self.quota_offset += float(seconds)
         return self.now()
+
+    def quota_now(self) -> float:
+        """The time quotas are counted in: real time (even while the World clock
+        is frozen) plus every ``advance``."""
+        return time.time() + self.quota_offset
 
     # -- lookups -------------------------------------------------------------------
     def tenant_by_name_or_id(self, value: str | None) -> Tenant | None:

@@ -125,7 +125,7 @@ def _serve(world: Any, call: Call, route: Route, group: str) -> Response:
 
     with world.lock:
         wait = world.quotas.check(
-            route.api, tenant.id, claims.get("appid") or "", world.now()
+            route.api, tenant.id, claims.get("appid") or "", world.quota_now()
         )
     if wait is not None:
         world.count(tenant.id, route.api, "throttled_provoked")
