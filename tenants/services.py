@@ -500,6 +500,14 @@ def _record_capabilities(tenant: Tenant, capabilities: dict) -> Tenant:
             },
         )
     ok = [s for s, (status, *_rest) in capabilities.items() if status == "ok"]
+    # A source whose check met a passing failure (throttled, unavailable) is synced
+    # too: its first successful run settles it. Otherwise one 503 during a check
+    # would stop that source until staff asked for another check.
+    passing = [
+        s
+        for s, (status, *_rest) in capabilities.items()
+        if status == Capability.Status.ERROR
+    ]
     tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
     if ok:
         was = tenant.state
@@ -507,8 +515,13 @@ def _record_capabilities(tenant: Tenant, capabilities: dict) -> Tenant:
         tenant.verified_at = now
         tenant.last_error = ""
         tenant.save(update_fields=["state", "verified_at", "last_error", "updated_at"])
-        ensure_sync_states(tenant=tenant, sources=ok)
+        ensure_sync_states(tenant=tenant, sources=ok + passing)
         if was != Tenant.State.VERIFIED:
+            # Back from revoked or failing: sync now, not when the backoff of the
+            # failures before says.
+            SyncState.objects.filter(tenant=tenant).update(
+                next_due_at=now, consecutive_failures=0
+            )
             audit(
                 action="tenant.verified",
                 tenant=tenant,

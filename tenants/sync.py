@@ -198,10 +198,18 @@ def reserve_api_call(tenant_id: str, source: str) -> float:
 # --- scheduling -----------------------------------------------------------------------
 
 
+#: Capability states a source is synced in: connected, or a check that only met a
+#: passing failure (throttled, unavailable); its next successful run clears that.
+SYNCED_CAPABILITIES = (Capability.Status.OK, Capability.Status.ERROR)
+
+
 def _eligible() -> Q:
-    """Sync states whose tenant is verified and whose source is connected."""
+    """Sync states whose tenant is verified and whose source is connected (or its
+    last check failed for a passing reason)."""
     connected = Capability.objects.filter(
-        tenant=OuterRef("tenant"), source=OuterRef("source"), status="ok"
+        tenant=OuterRef("tenant"),
+        source=OuterRef("source"),
+        status__in=SYNCED_CAPABILITIES,
     )
     return Q(tenant__state=Tenant.State.VERIFIED) & Q(Exists(connected))
 
@@ -593,6 +601,7 @@ class _Runner:
             state = SyncState.objects.select_for_update().get(pk=self.state.pk)
             if state.lease_owner != self.owner:
                 raise LeaseLost()
+            lock_tenant_writes(self.tenant.pk)
             i_created, i_updated, incident_ids = upsert_incidents(
                 self.tenant.pk, batch.incidents
             )
@@ -646,6 +655,12 @@ class _Runner:
             updated = SyncState.objects.filter(
                 pk=self.state.pk, lease_owner=self.owner
             ).update(**fields)
+            # A check that met a passing failure is settled by this success.
+            Capability.objects.filter(
+                tenant=self.tenant,
+                source=self.state.source,
+                status=Capability.Status.ERROR,
+            ).update(status=Capability.Status.OK, detail="", checked_at=now)
             _finish_run(self.run_row, outcome, self)
             if updated and again:
                 from tenants import tasks
@@ -783,6 +798,22 @@ _INCIDENT_COLUMNS = (
     ("raw", "jsonb"),
 )
 _JSON_COLUMNS = {"devices", "users", "evidence", "raw"}
+
+
+#: First key of the advisory lock that serialises one tenant's page writes.
+TENANT_WRITE_LOCK = 0x53594E43  # "SYNC"
+
+
+def lock_tenant_writes(tenant_pk: int) -> None:
+    """Waits for, and holds until the transaction ends, the right to write pages of
+    this tenant. The sources of one tenant sync in parallel and write copies of the
+    same alerts: linking those copies must see the other runs' committed rows, or two
+    runs each find their copy alone and both stay primaries; in a fixed order the
+    cross-updates of incident and duplicate links also cannot deadlock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)", [TENANT_WRITE_LOCK, tenant_pk]
+        )
 
 
 def _newest_per_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -1015,7 +1046,9 @@ def _link_duplicates(tenant_pk: int, written: list[Written]) -> None:
     if origins:
         group_filter |= Q(source="mcas", provider_id__in=origins)
     if mcas_ids:
-        group_filter |= Q(
+        # The written Cloud Apps copies are members too: without them a new one
+        # whose Graph copy is already stored counts as "alone" and stays a primary.
+        group_filter |= Q(source="mcas", provider_id__in=mcas_ids) | Q(
             source__in=("graph", "xdr"), raw__providerAlertId__in=list(mcas_ids)
         )
     members = list(
