@@ -44,10 +44,12 @@ import random
 import socket
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import redis
 from django.conf import settings
 from django.db import connection, transaction
@@ -396,27 +398,39 @@ class _Runner:
             raise _QuotaWait(wait)
 
     def _oldest_first_pass(self) -> bool:
-        """MDE alerts, Graph alerts and incidents: page by update time, oldest first."""
+        """MDE alerts, Graph alerts and incidents: page by update time, oldest first.
+
+        The next page is fetched (its quota taken first) in a thread while this one
+        is saved, so waiting on Microsoft and on Postgres overlap. One page at most
+        is ahead; its errors and quota stop surface only after this page is saved, as
+        without the thread; a page fetched ahead of a failed save is dropped."""
         since = self._window_start(self.state.cursor)
         skip = 0
-        for _ in range(settings.SYNC_MAX_PAGES_PER_RUN):
-            if not self._quota_or_stop():
-                return True
-            page = self._fetch(since=since, skip=skip)
-            batch = self._normalise(page.items)
-            newest = max(batch.keys, default=None)
-            self._save(batch, cursor=newest)
-            if not page.has_more or not page.items:
-                return False
-            if newest is None:
-                # A full page without one usable item: step over it.
-                skip += len(page.items)
-                continue
-            ties = sum(1 for key in batch.keys if key == newest)
-            if newest == since:
-                skip += ties
-            else:
-                since, skip = newest, ties
+        with _PageAhead() as ahead:
+            ahead.submit(self._quota_and_request, since=since, skip=skip)
+            for number in range(1, settings.SYNC_MAX_PAGES_PER_RUN + 1):
+                page = ahead.result()
+                if page is None:
+                    return True  # quota: this run stops, the next goes on
+                self._count_page(page)
+                batch = self._normalise(page.items)
+                newest = max(batch.keys, default=None)
+                more = page.has_more and bool(page.items)
+                if more:
+                    if newest is None:
+                        # A full page without one usable item: step over it.
+                        skip += len(page.items)
+                    else:
+                        ties = sum(1 for key in batch.keys if key == newest)
+                        if newest == since:
+                            skip += ties
+                        else:
+                            since, skip = newest, ties
+                    if number < settings.SYNC_MAX_PAGES_PER_RUN:
+                        ahead.submit(self._quota_and_request, since=since, skip=skip)
+                self._save(batch, cursor=newest)
+                if not more:
+                    return False
         return True
 
     def _newest_first_pass(self) -> bool:
@@ -503,6 +517,18 @@ class _Runner:
         self.fetched += len(page.items)
 
     def _fetch(self, *, since: datetime, skip: int) -> schemas.Page:
+        page = self._request(since=since, skip=skip)
+        self._count_page(page)
+        return page
+
+    def _quota_and_request(self, *, since: datetime, skip: int) -> schemas.Page | None:
+        """The page, or None when the quota says wait (``quota_wait`` is set).
+        Runs in the page-ahead thread: HTTP and Redis only, no database."""
+        if not self._quota_or_stop():
+            return None
+        return self._request(since=since, skip=skip)
+
+    def _request(self, *, since: datetime, skip: int) -> schemas.Page:
         source = self.state.source
         region = self.tenant.region or None
         if source == "mde_alerts":
@@ -546,7 +572,6 @@ class _Runner:
                 skip=skip,
                 limit=self.page_size,
             )
-        self._count_page(page)
         return page
 
     def _normalise(self, items: list[dict[str, Any]]) -> Batch:
@@ -705,6 +730,32 @@ class _Runner:
         )
 
 
+class _PageAhead:
+    """Runs one page fetch at a time in a thread of its own (bounded: one ahead)."""
+
+    def __enter__(self) -> _PageAhead:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-ahead")
+        self._future: Future | None = None
+        return self
+
+    def submit(self, fetch, **kwargs: Any) -> None:
+        self._future = self._pool.submit(fetch, **kwargs)
+
+    def result(self) -> Any:
+        """The submitted fetch's page; its exception is raised here, in the run."""
+        future, self._future = self._future, None
+        return future.result()
+
+    def __exit__(self, kind, exc, traceback) -> None:
+        future = self._future
+        in_flight = future is not None and not future.cancel()
+        if in_flight and (kind is None or issubclass(kind, Exception)):
+            # Bounded by the client's timeouts: let it end, so the client is never
+            # used by two threads; its page and its error are dropped.
+            wait([future])
+        self._pool.shutdown(wait=False)
+
+
 class _QuotaWait(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(seconds)
@@ -838,15 +889,27 @@ def _stage(cursor, table: str, columns, rows: list[dict[str, Any]]) -> None:
     )
     cursor.execute(f"TRUNCATE {table}")
     names = [name for name, _ in columns]
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     with cursor.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(
                 [
-                    dumps(row[name]) if name in _JSON_COLUMNS else row[name]
+                    _dumps_json(row[name]) if name in _JSON_COLUMNS else row[name]
                     for name in names
                 ]
             )
+
+
+_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _dumps_json(value: Any) -> str:
+    """Compact JSON text for a jsonb column. orjson is several times faster than
+    ``json``; what it refuses (integers beyond 64 bits, lone surrogates) ``json``
+    writes, as before. orjson writes NaN, which jsonb cannot hold, as null."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return _json_encode(value)
 
 
 def upsert_alerts(

@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from tenants import normalize, sync
+from tenants.microsoft import schemas
 from tenants.models import Alert, AlertChange, Incident, SyncRun, SyncState, Tenant
 from tests.tenants.sync_helpers import consented_emulator, differences, verified_tenants
 
@@ -106,6 +107,20 @@ def test_same_copy_again_changes_nothing_and_one_page_may_hold_an_alert_twice(te
 
 
 # --- runs -----------------------------------------------------------------------------
+
+
+def test_payloads_keep_integers_beyond_64_bits_and_nan_becomes_null(tenant):
+    t0 = timezone.now()
+    big = {"id": "big", "n": 2**70, "small": -(2**63), "text": "é\u2028"}
+    nan = {"id": "nan", "x": float("nan")}
+    sync.upsert_alerts(
+        tenant.pk, [alert_row("big", t0, raw=big), alert_row("nan", t0, raw=nan)]
+    )
+    assert Alert.objects.get(tenant=tenant, provider_id="big").raw == big
+    assert Alert.objects.get(tenant=tenant, provider_id="nan").raw == {
+        "id": "nan",
+        "x": None,
+    }
 
 
 def test_first_sync_equals_the_ground_truth_and_links_duplicates(tenant, emulator):
@@ -220,6 +235,56 @@ def test_a_run_that_lost_its_lease_writes_nothing(tenant, monkeypatch):
     assert not Alert.objects.exists()
     state.refresh_from_db()
     assert state.cursor is None
+
+
+def test_a_lease_lost_while_the_next_page_is_fetched_keeps_only_saved_pages(
+    tenant, settings, monkeypatch
+):
+    settings.SYNC_PAGE_SIZE = 25
+    state = state_of(tenant, "mde_alerts")
+    real = sync._Runner._normalise
+    calls = []
+
+    def steal_lease_on_second_page(self, items):
+        calls.append(len(items))
+        if len(calls) == 2:
+            SyncState.objects.filter(pk=state.pk).update(lease_owner="thief")
+        return real(self, items)
+
+    monkeypatch.setattr(sync._Runner, "_normalise", steal_lease_on_second_page)
+    assert sync.sync_source(sync_state_id=state.pk).outcome == "lease_lost"
+    # The first page is saved with its cursor; the second (and the third, fetched
+    # ahead meanwhile) are not.
+    saved = Alert.objects.filter(tenant=tenant, source="mde")
+    assert saved.count() == 25
+    state.refresh_from_db()
+    assert state.cursor == max(saved.values_list("updated_at_source", flat=True))
+
+
+def test_an_error_fetching_ahead_surfaces_after_the_current_page_is_saved(
+    tenant, settings, monkeypatch
+):
+    settings.SYNC_PAGE_SIZE = 25
+    state = state_of(tenant, "mde_alerts")
+    real = sync._Runner._request
+    calls = []
+
+    def throttle_the_second_page(self, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 2:
+            raise schemas.Throttled(9)
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(sync._Runner, "_request", throttle_the_second_page)
+    result = sync.sync_source(sync_state_id=state.pk)
+    assert result.outcome == "throttled" and result.retry_after == 9
+    assert result.pages == 1
+    saved = Alert.objects.filter(tenant=tenant, source="mde")
+    assert saved.count() == 25
+    state.refresh_from_db()
+    assert state.cursor == max(saved.values_list("updated_at_source", flat=True))
+    # The page asked for ahead starts at the first page's newest time.
+    assert calls[1]["since"] == state.cursor
 
 
 def test_pages_are_bounded_and_a_run_with_progress_queues_the_next(
