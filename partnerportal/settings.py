@@ -137,6 +137,15 @@ if DEBUG:
 else:
     REDIS_URL = required("REDIS_URL", "redis://host:6379/0")
 
+# Short-lived shared values (the queue's severity counts); keys name the database.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "portal",
+    }
+}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth and security ----------------------------------------------------------------

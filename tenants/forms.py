@@ -1,3 +1,4 @@
+import re
 from datetime import timedelta
 
 from django import forms
@@ -92,6 +93,12 @@ class QueueFilterForm(forms.Form):
             raise forms.ValidationError(
                 f"Each search word needs at least {MIN_TERM_LENGTH} characters "
                 f"({', '.join(short[:3])} is too short)."
+            )
+        wordless = [t for t in terms if not re.search(r"[^\W_]", t)]
+        if wordless:
+            raise forms.ValidationError(
+                "Each search word needs a letter or digit "
+                f"({', '.join(wordless[:3])} has none)."
             )
         return terms
 

@@ -4,8 +4,10 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
-from django.db.models import Q
+from django.db.models import Func, Q
 
 
 class CustomerQuerySet(models.QuerySet):
@@ -358,6 +360,21 @@ class Incident(models.Model):
         return self.title or f"Incident {self.provider_id}"
 
 
+class SearchDocument(Func):
+    """The words of an alert's text for full-text search: every run of characters
+    other than letters and digits is a word break, so `fin-ws-01.contoso.com`,
+    `10.0.0.5` and `CORP\\alice` are words in a row, found by a phrase of them
+    (tenants.selectors.search_query). The 'simple' configuration only lowercases:
+    host names, hashes and user names are not English and must not be stemmed."""
+
+    template = (
+        "to_tsvector('simple'::regconfig, "
+        "regexp_replace(%(expressions)s, '[^[:alnum:]]+', ' ', 'g'))"
+    )
+    arg_joiner = " || ' ' || "
+    output_field = SearchVectorField()
+
+
 class Alert(models.Model):
     """One alert from one source, normalised for the queue, with its raw payload.
 
@@ -418,6 +435,12 @@ class Alert(models.Model):
     raw = models.JSONField()
     first_seen_at = models.DateTimeField(auto_now_add=True)
     last_synced_at = models.DateTimeField(auto_now=True)
+    # Kept by Postgres on every insert and update (the sync's upsert needs no change).
+    search_vector = models.GeneratedField(
+        expression=SearchDocument("title", "description", "entities_text"),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
 
     class Meta:
         constraints = [
@@ -427,6 +450,20 @@ class Alert(models.Model):
             )
         ]
         indexes = [
+            GinIndex(
+                fields=["search_vector"],
+                condition=Q(duplicate_of__isnull=True),
+                name="alert_queue_search",
+            ),
+            # A staff member's severity counts: their tenants' rows of one severity,
+            # not every row of that severity filtered by tenant (a severity rare in
+            # their scope read the whole severity).
+            models.Index(
+                fields=["tenant", "severity"],
+                include=["status"],
+                condition=Q(duplicate_of__isnull=True),
+                name="alert_queue_tenant_severity",
+            ),
             models.Index(fields=["-updated_at_source", "-id"], name="alert_recent"),
             models.Index(fields=["tenant", "-updated_at_source"], name="alert_tenant"),
             models.Index(

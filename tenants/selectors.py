@@ -1,11 +1,18 @@
 """Reads of tenant data, always scoped to what the signed-in staff member may see."""
 
+import contextlib
+import hashlib
+import re
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from uuid import UUID
 
 from django.contrib.auth import get_user_model
+from django.contrib.postgres.search import SearchQueryField
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import (
+    BooleanField,
     Case,
     Count,
     F,
@@ -16,14 +23,16 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
-    TextField,
     Value,
     When,
 )
 from django.db.models.functions import Coalesce, TruncDate
 from django.http import Http404
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.timesince import timesince
+from django.utils.timezone import localtime
+from redis import RedisError
 
 from tenants import keyset
 from tenants.forms import QUEUE_RANGES
@@ -134,23 +143,72 @@ def _scoped(queryset: QuerySet, user, path: str = "tenant__customer") -> QuerySe
 # --- The queue ------------------------------------------------------------------------
 
 QUEUE_PAGE_SIZE = 50
+# Severity counts of one filter and scope are shared for this long (the page says so).
+COUNTS_TTL = 10
 # Severity counts stop counting here ("1000+"): an exact count of a million rows
 # would cost more than the whole page; past a thousand, staff filter anyway.
 COUNT_CAP = 1_000
 # The queue never shows these; not loading them keeps a page of rows cheap.
-QUEUE_DEFERRED = ("raw", "evidence", "devices", "users", "entities_text", "description")
+QUEUE_DEFERRED = (
+    "raw",
+    "evidence",
+    "devices",
+    "users",
+    "entities_text",
+    "description",
+    "search_vector",
+)
 OPEN_STATUSES = (AlertStatus.NEW, AlertStatus.IN_PROGRESS)
 # A source that has not synced successfully for this long is called stale.
 STALE_AFTER = timedelta(minutes=30)
 
 
-class SearchText(Func):
-    """UPPER(title || ' ' || description || ' ' || entities_text), exactly the
-    expression of the `alert_queue_search_trgm` index (migration 0004)."""
+class SearchWords(Func):
+    """The tsquery of one search term: its words (runs of letters and digits, exactly
+    as `models.SearchDocument` splits the alert's text) in a row, the last of them
+    also matching as the start of a longer word. Case does not matter.
 
-    template = "UPPER(%(expressions)s)"
-    arg_joiner = " || ' ' || "
-    output_field = TextField()
+    `WS-012` finds host `ws-01234.corp`, `10.0.0.25` that IP (and 10.0.0.250),
+    `e3b0c442` a hash starting so, `powershell` a title. A one-character last word
+    matches exactly (`10.0.0.1` is not 10.0.0.17): a prefix that short would read
+    most of the index. A word is not found from its middle (`ontoso` does not find
+    `contoso`): that is what made the old substring search slow.
+    """
+
+    output_field = SearchQueryField()
+
+    def __init__(self, term: str) -> None:
+        words = _WORD.findall(term)
+        self.prefix = bool(words) and len(words[-1]) > 1
+        super().__init__(Value(term))
+
+    def as_sql(self, compiler, connection, **extra_context):
+        term, params = compiler.compile(self.source_expressions[0])
+        phrase = (
+            "phraseto_tsquery('simple'::regconfig, "
+            f"regexp_replace({term}, '[^[:alnum:]]+', ' ', 'g'))"
+        )
+        if not self.prefix:
+            return phrase, params
+        # ':*' marks the phrase's last word as a prefix; a term with no word at all
+        # (the form refuses those) stays an empty query rather than a syntax error.
+        return (
+            f"CASE WHEN numnode({phrase}) = 0 THEN {phrase} "
+            f"ELSE ({phrase}::text || ':*')::tsquery END",
+            [*params, *params, *params],
+        )
+
+
+class Matches(Func):
+    """`search_vector @@ query`: answered by the `alert_queue_search` GIN index."""
+
+    arg_joiner = " @@ "
+    template = "%(expressions)s"
+    output_field = BooleanField()
+
+
+# A word as Postgres' [:alnum:] sees one (letters and digits, no underscore).
+_WORD = re.compile(r"[^\W_]+")
 
 
 def severity_rank() -> Case:
@@ -175,11 +233,37 @@ class SeverityCount:
     selected: bool
 
 
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """One line of the queue with its display values worked out, so the template
+    only prints (50 rows x 11 cells of filters and lookups cost more than the SQL)."""
+
+    pk: int
+    code: UUID
+    url: str
+    title: str
+    severity: str
+    severity_label: str
+    status: str
+    status_label: str
+    source_label: str
+    customer_name: str
+    tenant_name: str
+    category: str
+    assigned_to: str
+    created: str
+    updated: str
+    age: str
+    updated_at_source: datetime
+    severity_rank: int | None
+
+
 @dataclass(frozen=True)
 class QueuePage:
-    alerts: list[Alert]
+    alerts: list[QueueRow]
     next_cursor: str | None
     counts: list[SeverityCount]
+    counts_as_of: datetime
     customer: Customer | None
     stale: list["TenantProblem"]
     stale_total: int
@@ -210,12 +294,8 @@ def _filtered_alerts(*, user, filters: dict, customer) -> QuerySet[Alert]:
     if filters.get("range"):
         since = timezone.now() - QUEUE_RANGES[filters["range"]]
         alerts = alerts.filter(updated_at_source__gte=since)
-    if filters.get("q"):
-        alerts = alerts.alias(
-            search_text=SearchText("title", "description", "entities_text")
-        )
-        for term in filters["q"]:
-            alerts = alerts.filter(search_text__contains=term.upper())
+    for term in filters.get("q") or ():
+        alerts = alerts.filter(Matches(F("search_vector"), SearchWords(term)))
     return alerts
 
 
@@ -237,28 +317,95 @@ def list_queue(*, user, filters: dict) -> QueuePage:
         alerts = alerts.filter(
             keyset.RowCompare([F(c) for c in columns], op, filters["after"])
         )
-    rows = list(
-        alerts.select_related("tenant__customer")
-        .defer(*QUEUE_DEFERRED)
-        .order_by(*order)[: QUEUE_PAGE_SIZE + 1]
+    rows = _queue_rows(
+        alerts.order_by(*order)[: QUEUE_PAGE_SIZE + 1], ranked=sort == "severity"
     )
     next_cursor = None
     if len(rows) > QUEUE_PAGE_SIZE:
         rows = rows[:QUEUE_PAGE_SIZE]
         next_cursor = keyset.encode(sort, rows[-1])
     stale, stale_total = list_stale_tenants(user=user, customer=customer)
+    counts, counts_as_of = _severity_counts(
+        base, selected=filters.get("severity") or [], searching=bool(filters.get("q"))
+    )
     return QueuePage(
         alerts=rows,
         next_cursor=next_cursor,
-        counts=_severity_counts(
-            base,
-            selected=filters.get("severity") or [],
-            searching=bool(filters.get("q")),
-        ),
+        counts=counts,
+        counts_as_of=counts_as_of,
         customer=customer,
         stale=stale,
         stale_total=stale_total,
     )
+
+
+_ROW_COLUMNS = (
+    "pk",
+    "code",
+    "title",
+    "severity",
+    "status",
+    "source",
+    "category",
+    "assigned_to",
+    "created_at_source",
+    "updated_at_source",
+    "first_seen_at",
+    "tenant__display_name",
+    "tenant__tenant_id",
+    "tenant__customer__name",
+)
+_SEVERITY_LABELS = dict(Severity.choices)
+_STATUS_LABELS = dict(AlertStatus.choices)
+_SOURCE_LABELS = dict(Alert.Source.choices)
+# Any UUID: the detail URL is reversed once per page and the code swapped in per row.
+_URL_PLACEHOLDER = UUID(int=0)
+
+
+def _queue_rows(alerts: QuerySet, *, ranked: bool) -> list[QueueRow]:
+    """The page's rows: only the columns the table shows, as plain tuples."""
+    columns = (*_ROW_COLUMNS, "severity_rank") if ranked else _ROW_COLUMNS
+    url = reverse("tenants:alert_detail", kwargs={"code": _URL_PLACEHOLDER})
+    placeholder = str(_URL_PLACEHOLDER)
+    now = timezone.now()
+    rows = []
+    for values in alerts.values_list(*columns):
+        (pk, code, title, severity, status, source, category, assigned_to) = values[:8]
+        created, updated, first_seen, tenant_name, tenant_id, customer = values[8:14]
+        rows.append(
+            QueueRow(
+                pk=pk,
+                code=code,
+                url=url.replace(placeholder, str(code)),
+                title=title,
+                severity=severity,
+                severity_label=_SEVERITY_LABELS.get(severity, severity),
+                status=status,
+                status_label=_STATUS_LABELS.get(status, status),
+                source_label=_SOURCE_LABELS.get(source, source),
+                customer_name=customer,
+                tenant_name=tenant_name or str(tenant_id),
+                category=category,
+                assigned_to=assigned_to,
+                created=f"{localtime(created):%m-%d %H:%M}" if created else "—",
+                updated=f"{localtime(updated):%m-%d %H:%M:%S}",
+                age=compact_age(created or first_seen, now),
+                updated_at_source=updated,
+                severity_rank=values[14] if ranked else None,
+            )
+        )
+    return rows
+
+
+def compact_age(moment: datetime | None, now: datetime) -> str:
+    """A compact age for dense tables: 45s, 12m, 5h, 3d, 8w ("—" if unknown)."""
+    if not isinstance(moment, datetime):
+        return "—"
+    seconds = max(0, int((now - moment).total_seconds()))
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit == "w" else 1):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _sorted(alerts: QuerySet, sort: str) -> tuple[QuerySet, list]:
@@ -270,10 +417,50 @@ def _sorted(alerts: QuerySet, sort: str) -> tuple[QuerySet, list]:
     return alerts, ["-updated_at_source", "-id"]
 
 
+# Not a severity: no form lets a NUL character through.
+_SEVERITY_STAND_IN = "\x00severity"
+
+
 def _severity_counts(
     alerts: QuerySet, *, selected: list[str], searching: bool
-) -> list[SeverityCount]:
-    """Counts per severity, each exact up to COUNT_CAP, in one query.
+) -> tuple[list[SeverityCount], datetime]:
+    """Counts per severity of `alerts` and when they were counted: shared for
+    COUNTS_TTL seconds by every request of the same filter and scope (the queue
+    polls every 15 s per open tab), so the page says "as of" that time."""
+    sql, params = alerts.order_by().query.sql_with_params()
+    # The SQL names the scope (the user's id) and every filter value.
+    key = (
+        "queue-counts:"
+        + hashlib.sha256(
+            repr((connection.settings_dict["NAME"], searching, sql, params)).encode()
+        ).hexdigest()
+    )
+    try:
+        found = cache.get(key)
+    except RedisError:
+        found = None  # counted fresh below; the page does not need Redis
+    if found is None:
+        found = (_count_severities(alerts, searching=searching), timezone.now())
+        with contextlib.suppress(RedisError):
+            cache.set(key, found, COUNTS_TTL)
+    counts, as_of = found
+    return [
+        SeverityCount(
+            severity=value,
+            label=label,
+            count=count,
+            capped=capped,
+            selected=value in selected,
+        )
+        for (value, label), (count, capped) in zip(
+            Severity.choices, counts, strict=True
+        )
+    ], as_of
+
+
+def _count_severities(alerts: QuerySet, *, searching: bool) -> list[tuple[int, bool]]:
+    """(count, capped) per severity in Severity order, each exact up to COUNT_CAP,
+    in one query.
 
     Without a search each count is an index-only scan. With one, a single pass reads
     at most COUNT_CAP + 1 matches; past that, each count is a lower bound ("+").
@@ -283,40 +470,27 @@ def _severity_counts(
             alerts.order_by().values_list("severity", flat=True)[: COUNT_CAP + 1]
         )
         capped = len(seen) > COUNT_CAP
-        return [
-            SeverityCount(
-                severity=value,
-                label=label,
-                count=seen.count(value),
-                capped=capped,
-                selected=value in selected,
-            )
-            for value, label in Severity.choices
-        ]
-    parts, params = [], []
+        return [(seen.count(value), capped) for value, _label in Severity.choices]
+    # Compiled once with a stand-in severity, then repeated per severity with only
+    # that parameter swapped: compiling five querysets cost more than running them.
+    sql, template_params = (
+        alerts.filter(severity=_SEVERITY_STAND_IN)
+        .order_by()
+        .values("id")[: COUNT_CAP + 1]
+        .query.sql_with_params()
+    )
+    if template_params.count(_SEVERITY_STAND_IN) != 1:
+        raise RuntimeError("the severity parameter is not where the counts expect it")
+    where = template_params.index(_SEVERITY_STAND_IN)
+    params = []
     for value, _label in Severity.choices:
-        sql, part_params = (
-            alerts.filter(severity=value)
-            .order_by()
-            .values("id")[: COUNT_CAP + 1]
-            .query.sql_with_params()
-        )
-        # Django's own SQL and placeholders, nested; no user text enters the string.
-        parts.append(f"(SELECT count(*) FROM ({sql}) AS s)")  # noqa: S608
-        params.extend(part_params)
+        params += [*template_params[:where], value, *template_params[where + 1 :]]
+    # Django's own SQL and placeholders, nested; no user text enters the string.
+    part = f"(SELECT count(*) FROM ({sql}) AS s)"  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute("SELECT " + ", ".join(parts), params)
+        cursor.execute("SELECT " + ", ".join([part] * len(Severity.choices)), params)
         counts = cursor.fetchone()
-    return [
-        SeverityCount(
-            severity=value,
-            label=label,
-            count=min(count, COUNT_CAP),
-            capped=count > COUNT_CAP,
-            selected=value in selected,
-        )
-        for (value, label), count in zip(Severity.choices, counts, strict=True)
-    ]
+    return [(min(count, COUNT_CAP), count > COUNT_CAP) for count in counts]
 
 
 def export_queue(*, user, filters: dict, limit: int = 10_000) -> QuerySet[Alert]:

@@ -159,7 +159,62 @@ def test_queue_hides_duplicates_and_filters_by_everything(client, world, analyst
     assert titles(q="e3b0c44298fc") == {"Assigned high"}
     assert titles(q="encoded command") == everything
     assert titles(q="Sibling") == {"Sibling alert"}
-    assert titles(q="100%_") == set()
+    # % and _ are no wildcards: punctuation only separates words.
+    assert titles(q="e3b0c44298fc%") == {"Assigned high"}
+    assert titles(q="e3b0_c44298fc") == set()
+
+
+def test_queue_search_finds_whole_words_and_word_starts(client, analyst):
+    tenant = TenantFactory(customer=CustomerFactory(staff=[analyst]))
+    AlertFactory(
+        tenant=tenant,
+        title="Suspicious LSASS memory access",
+        description="Credential theft attempt.",
+        entities_text=(
+            "FIN-WS-0142.corp.contoso.com CONTOSO\\svc_backup alice@contoso.com "
+            "10.20.30.40 https://evil.example/payload.ps1 "
+            "44d88612fea8a8f36de82e1278abb02f"
+        ),
+    )
+    AlertFactory(tenant=tenant, title="Other", entities_text="10.20.30.4 fin-ws-9")
+    client.force_login(analyst)
+
+    def titles(q: str) -> set[str]:
+        response = client.get(reverse("tenants:queue"), {"q": q})
+        assert response.status_code == 200, response.content[:500]
+        return {a.title for a in response.context["page"].alerts}
+
+    lsass = {"Suspicious LSASS memory access"}
+    # A host name, whole or its start, any case; a part of it between dots.
+    assert titles("fin-ws-0142.corp.contoso.com") == lsass
+    assert titles("FIN-WS-01") == lsass
+    assert titles("contoso") == lsass
+    # An IP; its last number also as the start of a longer one, unless it is a
+    # single digit (10.20.30.4 is not 10.20.30.40).
+    assert titles("10.20.30.40") == lsass
+    assert titles("10.20.30.4") == {"Other"}
+    assert titles("10.20.30") == {"Suspicious LSASS memory access", "Other"}
+    # User names (down-level and UPN), a hash or its start, a URL, title words.
+    assert titles("CONTOSO\\svc_backup") == lsass
+    assert titles("svc_backup") == lsass
+    assert titles("alice@contoso.com") == lsass
+    assert titles("44D88612FEA8") == lsass
+    assert titles("evil.example/payload.ps1") == lsass
+    assert titles("lsass memory") == lsass
+    assert titles("credential") == lsass
+    # Every word must match, in any field; a word is not found from its middle.
+    assert titles("lsass 10.20.30.40") == lsass
+    assert titles("other 10.20.30.4") == {"Other"}
+    assert titles("lsass fin-ws-9") == set()
+    assert titles("ontoso") == set()
+    assert titles("4d88612fea8") == set()
+
+
+def test_a_search_word_without_letters_or_digits_is_a_clear_400(client, analyst):
+    client.force_login(analyst)
+    response = client.get(reverse("tenants:queue"), {"q": "ws-01 ---"})
+    assert response.status_code == 400
+    assert "needs a letter or digit" in response.content.decode()
 
 
 def test_queue_counts_by_severity_for_the_current_filter(client, world, analyst):
