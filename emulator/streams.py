@@ -14,6 +14,7 @@ slice.
 from __future__ import annotations
 
 import bisect
+import copy
 import functools
 import hashlib
 import heapq
@@ -346,7 +347,23 @@ class Alert:
     def machine(self) -> Machine | None:
         if self.source != "mde":
             return None
-        return self.stream.machines[self.rseed % DEVICES_PER_TENANT]
+        m = self.stream.machines[self.rseed % DEVICES_PER_TENANT]
+        host = self._entities().get("host")
+        if host is not None:
+            m = copy.copy(m)
+            m.host = host
+        return m
+
+    def _entities(self) -> dict[str, Any]:
+        """Entity overrides given to ``add_alert`` (``fields["entities"]``)."""
+        if not self.extra or not isinstance(self.extra.get("entities"), dict):
+            return {}
+        return self.extra["entities"]
+
+    def evidence_kinds(self) -> tuple[str, ...]:
+        """The template's evidence kinds, or ``fields["evidenceKinds"]``."""
+        kinds = self.extra.get("evidenceKinds") if self.extra else None
+        return tuple(kinds) if kinds else self.template()[7]
 
     def details(self) -> dict[str, Any]:
         """Deterministic entities derived from ``rseed`` (cheap: no RNG objects).
@@ -355,7 +372,11 @@ class Alert:
         description, its evidence, the alert itself), so they are computed once."""
         m = self.machine()
         tenant = self.stream.tenant
-        return _details(self.rseed, tenant.domain, tenant.id, m.host if m else None)
+        found = _details(self.rseed, tenant.domain, tenant.id, m.host if m else None)
+        entities = self._entities()
+        if entities:
+            found = {**found, **{k: v for k, v in entities.items() if k in found}}
+        return found
 
     def touch(self, at: int) -> None:
         self.stream.move_alert(self, at)

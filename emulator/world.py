@@ -394,9 +394,11 @@ class World:
         ones: title, description, severity (Informational/Low/Medium/High), status
         (New/InProgress/Resolved), assignedTo, classification, determination,
         category, detectionSource, threatFamilyName, mitreTechniques, comments,
-        incidentId (attach to an existing incident). Text is stored verbatim (hostile
-        input welcome). Returns ``{"id", "providerAlertId", "incidentId",
-        "lastUpdateTime"}``."""
+        incidentId (attach to an existing incident), entities (overrides of the
+        evidence's user, display, upn, netbios, host, file, file_path, url, cmd, ip,
+        app, ...) and evidenceKinds (e.g. ["Process", "User", "File", "Url"]). Text
+        is stored verbatim (hostile input welcome). Returns ``{"id",
+        "providerAlertId", "incidentId", "lastUpdateTime"}``."""
         with self.lock:
             st = self.stream(tenant_id)
             alert = st.add_alert(source, fields or {}, self.now_us())

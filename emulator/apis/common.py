@@ -244,7 +244,7 @@ def page_index(
 def evidence(alert: streams.Alert) -> list[dict[str, Any]]:
     """The alert's evidence as neutral dicts (``kind`` + details), deterministic."""
     d = alert.details()
-    kinds = alert.template()[7]
+    kinds = alert.evidence_kinds()
     m = alert.machine()
     out: list[dict[str, Any]] = []
     at = alert.created

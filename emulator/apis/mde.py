@@ -158,7 +158,7 @@ def render_alert(alert: streams.Alert, with_evidence: bool) -> dict[str, Any]:
     """One alert in the MDE shape (§6.3)."""
     d = alert.details()
     m = alert.machine()
-    kinds = alert.template()[7]
+    kinds = alert.evidence_kinds()
     fmt = streams.fmt_time
     return {
         "id": alert.id,
