@@ -113,15 +113,13 @@ def queue(request: HttpRequest) -> HttpResponse:
         template = partial if _is_htmx(request) else "tenants/queue.html"
         return render(request, template, {"form": form}, status=400)
     page = selectors.list_queue(user=request.user, filters=form.cleaned_data)
-    context = {
-        "form": form,
-        "page": page,
-        "customers": selectors.list_customer_choices(user=request.user),
-        "sorts": forms.QUEUE_SORTS,
-        "ranges": forms.QUEUE_RANGES,
-    }
-    template = partial if _is_htmx(request) else "tenants/queue.html"
-    return render(request, template, context)
+    context = {"form": form, "page": page}
+    if _is_htmx(request):  # the 15-second poll: the results only
+        return render(request, partial, context)
+    context["customers"] = selectors.list_customer_choices(user=request.user)
+    context["sorts"] = forms.QUEUE_SORTS
+    context["ranges"] = forms.QUEUE_RANGES
+    return render(request, "tenants/queue.html", context)
 
 
 @never_cache
