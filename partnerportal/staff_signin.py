@@ -177,4 +177,3 @@ def _new_user(name: str, claims: dict):
     user.set_unusable_password()
     user.save(update_fields=["password"])
     return user
-

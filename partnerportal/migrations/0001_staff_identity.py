@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,19 +14,53 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='StaffIdentity',
+            name="StaffIdentity",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('tenant_id', models.UUIDField(help_text="The `tid` claim: the MSSP's tenant.")),
-                ('object_id', models.UUIDField(help_text='The `oid` claim: the account, for good.')),
-                ('username', models.CharField(help_text='The `preferred_username` at the last sign-in.', max_length=255)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_sign_in_at', models.DateTimeField(blank=True, null=True)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='microsoft_identity', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "tenant_id",
+                    models.UUIDField(help_text="The `tid` claim: the MSSP's tenant."),
+                ),
+                (
+                    "object_id",
+                    models.UUIDField(
+                        help_text="The `oid` claim: the account, for good."
+                    ),
+                ),
+                (
+                    "username",
+                    models.CharField(
+                        help_text="The `preferred_username` at the last sign-in.",
+                        max_length=255,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_sign_in_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="microsoft_identity",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'staff identities',
-                'constraints': [models.UniqueConstraint(fields=('tenant_id', 'object_id'), name='staffidentity_unique_tenant_object')],
+                "verbose_name_plural": "staff identities",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("tenant_id", "object_id"),
+                        name="staffidentity_unique_tenant_object",
+                    )
+                ],
             },
         ),
     ]
