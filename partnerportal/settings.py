@@ -85,6 +85,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "partnerportal.middleware.ContentSecurityPolicyMiddleware",
+    "partnerportal.middleware.QueryGuardMiddleware",
 ]
 
 ROOT_URLCONF = "partnerportal.urls"
