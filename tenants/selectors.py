@@ -3,6 +3,7 @@
 import contextlib
 import hashlib
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from uuid import UUID
@@ -207,8 +208,71 @@ class Matches(Func):
     output_field = BooleanField()
 
 
+class MatchesAfterIndex(Func):
+    """`search_vector @@ query` spelled as a function call, which Postgres checks on
+    the rows the index found but never uses the index for."""
+
+    function = "ts_match_vq"
+    output_field = BooleanField()
+
+
 # A word as Postgres' [:alnum:] sees one (letters and digits, no underscore).
 _WORD = re.compile(r"[^\W_]+")
+_ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
+# Words in at least this share of alerts are left to the recheck (see _search).
+COMMON_WORD_SHARE = 0.05
+_common_words: tuple[float, frozenset[str]] = (0.0, frozenset())
+
+
+def common_words() -> frozenset[str]:
+    """Words in at least COMMON_WORD_SHARE of alerts, from the planner's statistics
+    (read again every 5 minutes; none before the table was first analysed)."""
+    global _common_words
+    expires, words = _common_words
+    if expires > time.monotonic():
+        return words
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT most_common_elems::text::text[], most_common_elem_freqs
+               FROM pg_stats WHERE schemaname = current_schema()
+               AND tablename = 'tenants_alert' AND attname = 'search_vector'"""
+        )
+        row = cursor.fetchone()
+    words = frozenset(
+        word
+        for word, share in zip(*(row or ([], [])), strict=False)
+        if share >= COMMON_WORD_SHARE
+    )
+    _common_words = (time.monotonic() + 300, words)
+    return words
+
+
+def _search(term: str):
+    """The filter for one search term. The index is asked for the term's rarer words
+    only: a word in most alerts (`10` of an IP, `ws` of a host name, `com`) costs
+    the index a walk over most of the table for nothing. The whole phrase is then
+    checked on the rows found. Words are matched as Postgres lowercases them."""
+    words = SearchWords(term)
+    found = _WORD.findall(term)
+    common = common_words()
+    rare = [
+        (w, i == len(found) - 1 and words.prefix)
+        for i, w in enumerate(found)
+        if _ASCII_WORD.fullmatch(w) and w.lower() not in common
+    ]
+    if not common or not rare or len(rare) == len(found):
+        return Matches(F("search_vector"), words)
+    # Only ASCII letters and digits reach this string: nothing to quote.
+    query = " & ".join(f"{w}:*" if prefix else w for w, prefix in rare)
+    index_words = Func(
+        Value("simple"),
+        Value(query),
+        function="to_tsquery",
+        output_field=words.output_field,
+    )
+    return Q(Matches(F("search_vector"), index_words)) & Q(
+        MatchesAfterIndex(F("search_vector"), words)
+    )
 
 
 def severity_rank() -> Case:
@@ -295,7 +359,7 @@ def _filtered_alerts(*, user, filters: dict, customer) -> QuerySet[Alert]:
         since = timezone.now() - QUEUE_RANGES[filters["range"]]
         alerts = alerts.filter(updated_at_source__gte=since)
     for term in filters.get("q") or ():
-        alerts = alerts.filter(Matches(F("search_vector"), SearchWords(term)))
+        alerts = alerts.filter(_search(term))
     return alerts
 
 

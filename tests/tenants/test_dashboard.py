@@ -6,11 +6,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from partnerportal.models import StaffIdentity
-from tenants import keyset, triage
+from tenants import keyset, selectors, triage
 from tenants.models import Alert, AlertChange, Customer, TriageAction
 from tests.factories import (
     AlertFactory,
@@ -208,6 +210,40 @@ def test_queue_search_finds_whole_words_and_word_starts(client, analyst):
     assert titles("lsass fin-ws-9") == set()
     assert titles("ontoso") == set()
     assert titles("4d88612fea8") == set()
+
+
+def test_search_asks_the_index_for_rare_words_and_checks_the_phrase(
+    client, analyst, monkeypatch
+):
+    tenant = TenantFactory(customer=CustomerFactory(staff=[analyst]))
+    # 60 hosts: each host's number is in under 5% of alerts, hence rare.
+    for i in range(60):
+        AlertFactory(
+            tenant=tenant,
+            title=f"Alert {i}",
+            entities_text=f"ws-{i:04d}.corp.example 10.0.{i}.7",
+        )
+    # Words the host names share in reverse order: every word is there, not the phrase.
+    AlertFactory(tenant=tenant, title="Reversed", entities_text="0017 ws corp")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE tenants_alert")
+    monkeypatch.setattr(selectors, "_common_words", (0.0, frozenset()))
+    assert {"ws", "corp", "example", "10", "0", "7"} <= selectors.common_words()
+    client.force_login(analyst)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("tenants:queue"), {"q": "WS-0017.corp"})
+    assert {a.title for a in response.context["page"].alerts} == {"Alert 17"}
+    assert any("ts_match_vq" in q["sql"] for q in queries.captured_queries)
+    response = client.get(reverse("tenants:queue"), {"q": "10.0.17.7"})
+    assert {a.title for a in response.context["page"].alerts} == {"Alert 17"}
+    response = client.get(reverse("tenants:queue"), {"q": "10.0.1"})
+    assert {a.title for a in response.context["page"].alerts} == {"Alert 1"}
+    response = client.get(reverse("tenants:queue"), {"q": "10.0.2"})
+    assert {a.title for a in response.context["page"].alerts} == {"Alert 2"}
+    response = client.get(reverse("tenants:queue"), {"q": "10.0.12"})
+    assert {a.title for a in response.context["page"].alerts} == {"Alert 12"}
+    response = client.get(reverse("tenants:queue"), {"q": "0017.ws"})
+    assert {a.title for a in response.context["page"].alerts} == {"Reversed"}
 
 
 def test_a_search_word_without_letters_or_digits_is_a_clear_400(client, analyst):
