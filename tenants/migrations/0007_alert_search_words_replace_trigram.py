@@ -26,12 +26,11 @@ class Migration(migrations.Migration):
         # The trigram index and its planner statistics served the old substring
         # search only; they cost every upsert and most of the table's index space.
         # Dropped first, so the rewrite below does not rebuild them.
+        # Only databases migrated before 0004 lost the trigram index have it, so
+        # going back does not make it again (it would need pg_trgm).
         migrations.RunSQL(
             "DROP INDEX IF EXISTS alert_queue_search_trgm",
-            reverse_sql=(
-                "CREATE INDEX alert_queue_search_trgm ON tenants_alert USING gin "
-                f"(({SEARCH_TEXT_SQL}) gin_trgm_ops) WHERE duplicate_of_id IS NULL"
-            ),
+            reverse_sql=migrations.RunSQL.noop,
         ),
         migrations.RunSQL(
             "DROP STATISTICS IF EXISTS alert_search_text_stats",

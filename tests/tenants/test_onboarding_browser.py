@@ -37,6 +37,8 @@ def staff_creates_link(browser, base: str, customer: str) -> tuple:
     page.get_by_label("User name").fill("staff1")
     page.get_by_label("Password").fill("pw-staff1-12345")
     page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base}/queue")  # where analysts land
+    page.get_by_role("link", name="Customers", exact=True).click()
     page.get_by_role("link", name="Add a customer").click()
     page.get_by_label("Name").fill(customer)
     page.get_by_role("button", name="Add customer").click()
