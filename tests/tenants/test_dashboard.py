@@ -344,7 +344,13 @@ def test_bad_queue_parameters_are_a_clear_400(client, world, analyst, params):
     client.force_login(analyst)
     response = client.get(reverse("tenants:queue"), params)
     assert response.status_code == 400
-    assert "This filter cannot be used" in response.content.decode()
+    # A NUL never reaches the queue: QueryGuardMiddleware refuses it for every view.
+    expected = (
+        "A parameter holds a NUL character"
+        if any("\x00" in value for value in params.values())
+        else "This filter cannot be used"
+    )
+    assert expected in response.content.decode()
     partial = client.get(reverse("tenants:queue"), params, HTTP_HX_REQUEST="true")
     assert partial.status_code == 400
     export = client.get(reverse("tenants:queue_export"), params)
