@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
@@ -56,10 +57,10 @@ def test_a_real_sign_in_in_production_sets_a_secure_httponly_samesite_session(
         PRODUCTION,
         DJANGO_SETTINGS_MODULE="partnerportal.settings",
         # The production settings, on this test's own database and Redis.
-        DATABASE_URL=(
-            f"postgres://{database['USER']}:{database['PASSWORD'] or ''}@"
-            f"{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/"
-            f"{database['NAME']}"
+        # The run's own DATABASE_URL (a TCP host or the embedded server's socket),
+        # pointed at the test database.
+        DATABASE_URL=urlunsplit(
+            urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{database['NAME']}")
         ),
         REDIS_URL=settings.REDIS_URL,
     )
