@@ -62,7 +62,8 @@ def bench_database(prefix: str):
             [sys.executable, "manage.py", "migrate", "-v", "0"],
             cwd=PROJECT_DIR,
             check=True,
-            env=dict(os.environ),
+            # Migrating needs no production settings (the portal's come later).
+            env=dict(os.environ, DEBUG="true"),
         )
         yield name
     finally:
@@ -120,6 +121,14 @@ def portal_environment(description: dict, **extra: str) -> dict[str, str]:
     from partnerportal.emulation import emulator_environment
 
     env = emulator_environment(description)
+    # Production settings (DEBUG off: no per-query debug cursor in the workers).
+    env.update(
+        DEBUG="false",
+        SECRET_KEY="bench-only-" + "k" * 40,
+        ALLOWED_HOSTS="127.0.0.1",
+        PORTAL_BASE_URL="https://127.0.0.1",
+        SECURE_SSL_REDIRECT="false",
+    )
     env.update(extra)
     return env
 
@@ -198,6 +207,46 @@ class Workers:
                 process.wait()
         for handle in self.logs:
             handle.close()
+
+
+def cpu_by_part(emulator_pid: int, workers: Workers) -> dict[str, float]:
+    """CPU seconds used so far by the emulator, the workers, PostgreSQL, Redis and
+    everything else on the machine (this script included); subtract two snapshots
+    to see where a run's CPU went. A part is a process tree: its live processes plus
+    what its ended children left in the parent's account (PostgreSQL's backends end
+    with their connections)."""
+    import psutil
+
+    def tree(root: psutil.Process) -> float:
+        try:
+            own = root.cpu_times()
+            total = own.user + own.system + own.children_user + own.children_system
+            for child in root.children(recursive=True):
+                times = child.cpu_times()
+                total += times.user + times.system
+            return total
+        except psutil.Error:
+            return 0.0
+
+    roots = {"emulator": [emulator_pid], "workers": [p.pid for p in workers.processes]}
+    for p in psutil.process_iter(["pid", "ppid", "name"]):
+        name = p.info["name"] or ""
+        for part in ("postgres", "redis"):
+            if name.startswith(part) and not (
+                psutil.Process(p.info["ppid"]).name().startswith(part)
+                if p.info["ppid"]
+                else False
+            ):
+                roots.setdefault(part, []).append(p.info["pid"])
+    parts = {
+        part: sum(tree(psutil.Process(pid)) for pid in pids if psutil.pid_exists(pid))
+        for part, pids in roots.items()
+    }
+    machine = psutil.cpu_times()
+    busy = machine.user + machine.nice + machine.system + machine.irq
+    busy += machine.softirq + machine.steal
+    parts["other"] = busy - sum(parts.values())
+    return parts
 
 
 def verify_tenants(description: dict, sources, count: int | None = None):

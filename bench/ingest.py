@@ -21,6 +21,7 @@ import uuid
 from common import (
     Workers,
     bench_database,
+    cpu_by_part,
     control,
     emulator_process,
     log,
@@ -66,7 +67,7 @@ def main() -> None:
             backlog_per_tenant=args.backlog,
             alerts_per_minute=0.001,
             consented=True,
-        ) as (description, _),
+        ) as (description, emulator),
     ):
         env = portal_environment(
             description,
@@ -94,6 +95,7 @@ def main() -> None:
         workers = Workers(args.workers, args.concurrency)
         time.sleep(4)
         sync_load = [os.getloadavg()[0]]
+        cpu_before = cpu_by_part(emulator.pid, workers)
         started = time.monotonic()
         for state in SyncState.objects.all():
             tasks.sync_source.delay(state.pk)
@@ -109,6 +111,7 @@ def main() -> None:
                 break
             time.sleep(1)
         elapsed = time.monotonic() - started
+        cpu_after = cpu_by_part(emulator.pid, workers)
         sync_load.append(os.getloadavg()[0])
         workers.stop()
         sync_rate = count / elapsed
@@ -174,6 +177,13 @@ def main() -> None:
         f"load average (1 min):  {sync_load[0]:.2f} at the start of the sync, "
         f"{sync_load[1]:.2f} at its end, {copy_load:.2f} before the COPY "
         f"({os.cpu_count()} CPUs)"
+    )
+    cpu = {part: cpu_after[part] - cpu_before[part] for part in cpu_after}
+    print(
+        "CPU per alert (µs):    "
+        + ", ".join(f"{part} {seconds / count * 1e6:.0f}" for part, seconds in cpu.items())
+        + f"; all {sum(cpu.values()) / count * 1e6:.0f} (wall x CPUs "
+        f"{elapsed * os.cpu_count() / count * 1e6:.0f})"
     )
     print(f"pid:                   {os.getpid()}")
 
