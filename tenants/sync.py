@@ -5,8 +5,9 @@
 1. claim a short lease with a conditional UPDATE (0 rows: another run has it; return);
 2. ask for the changes since the cursor minus an overlap window (the first sync
    reaches back SYNC_BACKFILL_DAYS), page by page, at most SYNC_MAX_PAGES_PER_RUN;
-3. per page, in one transaction: upsert (a newer source update time wins, an older
-   copy never overwrites a newer one: the WHERE of the ON CONFLICT says so), write
+3. per page, in one transaction: COPY in the alerts we don't have yet and upsert the
+   others (a newer source update time wins, an older copy never overwrites a newer
+   one: the WHERE of the ON CONFLICT says so), write
    AlertChange rows, link duplicates and incidents, advance the cursor to the newest
    update time seen *in the data* and renew the lease (lost lease: roll back, stop);
 4. record the run (SyncRun) and the outcome on the SyncState; classify failures.
@@ -914,15 +915,99 @@ def _dumps_json(value: Any) -> str:
 
 def upsert_alerts(
     tenant_pk: int, rows: list[dict[str, Any]]
-) -> tuple[int, int, list[int]]:
+) -> tuple[int, int, list[Written]]:
     """Inserts new alerts and updates known ones where the incoming copy is newer.
 
     An older copy never overwrites a newer one, and a copy of the same time only when
     its payload differs (so re-reading the overlap window changes nothing). Writes an
     AlertChange for every tracked field that changed. Returns (created, updated, the
     rows written).
+
+    Holds the tenant's write lock (``lock_tenant_writes``) to its transaction's end:
+    no other writer can add this tenant's alerts meanwhile, so the alerts not stored
+    yet are COPY'd straight into the table (a backfill's case, and the costly one),
+    and only the known ones go through the upsert.
     """
     rows = _newest_per_key(rows)
+    if not rows:
+        return 0, 0, []
+    with transaction.atomic():
+        lock_tenant_writes(tenant_pk)
+        known = _stored_alert_keys(tenant_pk, rows)
+        written = _insert_alerts(
+            tenant_pk, [r for r in rows if (r["source"], r["provider_id"]) not in known]
+        )
+        again, updated, changed = _update_alerts(
+            tenant_pk, [r for r in rows if (r["source"], r["provider_id"]) in known]
+        )
+    return len(written) + again, updated, written + changed
+
+
+def _stored_alert_keys(tenant_pk: int, rows: list[dict[str, Any]]) -> set[tuple]:
+    """The (source, provider id) of `rows` this tenant already has."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT a.source, a.provider_id
+            FROM unnest(%s::text[], %s::text[]) AS k(source, provider_id)
+            JOIN tenants_alert a
+              ON a.tenant_id = %s AND a.source = k.source
+             AND a.provider_id = k.provider_id
+            """,
+            [[r["source"] for r in rows], [r["provider_id"] for r in rows], tenant_pk],
+        )
+        return set(cursor.fetchall())
+
+
+def _insert_alerts(tenant_pk: int, rows: list[dict[str, Any]]) -> list[Written]:
+    """New alerts, COPY'd in with ids taken from the table's sequence beforehand (a
+    COPY returns none); first seen and synced at the transaction's time, as now()."""
+    if not rows:
+        return []
+    names = [name for name, _ in _ALERT_COLUMNS]
+    columns = ["id", "code", "tenant_id", *names, "first_seen_at", "last_synced_at"]
+    with connection.cursor() as cursor:
+        raw_cursor = cursor.cursor
+        raw_cursor.execute(
+            """
+            SELECT now(), array(
+                SELECT nextval(pg_get_serial_sequence('tenants_alert', 'id'))
+                FROM generate_series(1, %s))
+            """,
+            [len(rows)],
+        )
+        now, ids = raw_cursor.fetchone()
+        # Only our own constant column names are formatted in.
+        with raw_cursor.copy(
+            f"COPY tenants_alert ({', '.join(columns)}) FROM STDIN"
+        ) as copy:
+            for pk, row in zip(ids, rows, strict=True):
+                copy.write_row(
+                    [
+                        pk,
+                        uuid.uuid4(),
+                        tenant_pk,
+                        *[
+                            _dumps_json(row[name])
+                            if name in _JSON_COLUMNS
+                            else row[name]
+                            for name in names
+                        ],
+                        now,
+                        now,
+                    ]
+                )
+    return [
+        Written(pk, row["source"], row["provider_id"], _origin(row["raw"]))
+        for pk, row in zip(ids, rows, strict=True)
+    ]
+
+
+def _update_alerts(
+    tenant_pk: int, rows: list[dict[str, Any]]
+) -> tuple[int, int, list[Written]]:
+    """Known alerts: each row where the incoming copy is newer (see upsert_alerts),
+    with an AlertChange per changed tracked field. (Created, updated, rows written.)"""
     if not rows:
         return 0, 0, []
     names = [name for name, _ in _ALERT_COLUMNS]
@@ -938,6 +1023,7 @@ def upsert_alerts(
         raw_cursor = cursor.cursor
         _stage(raw_cursor, "sync_alert_stage", _ALERT_COLUMNS, rows)
         # Only our own constant column names are formatted in; values are parameters.
+        # ON CONFLICT, not UPDATE: a known alert deleted meanwhile is inserted again.
         raw_cursor.execute(
             f"""
             WITH old AS (

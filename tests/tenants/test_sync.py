@@ -6,6 +6,7 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from tenants import normalize, sync
@@ -104,6 +105,43 @@ def test_same_copy_again_changes_nothing_and_one_page_may_hold_an_alert_twice(te
     assert sync.upsert_alerts(tenant.pk, rows)[:2] == (1, 0)
     assert Alert.objects.get(provider_id="a1").title == "n"
     assert sync.upsert_alerts(tenant.pk, rows)[:2] == (0, 0)
+
+
+def test_a_page_of_new_and_known_alerts_inserts_the_new_and_updates_the_known(tenant):
+    t0 = timezone.now() - timedelta(hours=1)
+    sync.upsert_alerts(tenant.pk, [alert_row("a1", t0), alert_row("a2", t0)])
+    first = {a.provider_id: a for a in Alert.objects.filter(tenant=tenant)}
+    later = t0 + timedelta(seconds=1)
+    created, updated, written = sync.upsert_alerts(
+        tenant.pk,
+        [
+            alert_row("a1", later, status="resolved"),  # known, newer
+            alert_row("a2", t0 - timedelta(seconds=1)),  # known, older: ignored
+            alert_row("a3", later, title="new one", raw={"id": "a3", "n": 1}),
+        ],
+    )
+    assert (created, updated) == (1, 1)
+    stored = {a.provider_id: a for a in Alert.objects.filter(tenant=tenant)}
+    assert sorted((w.provider_id, w.id) for w in written) == [
+        ("a1", first["a1"].pk),
+        ("a3", stored["a3"].pk),
+    ]
+    new = stored["a3"]
+    assert (new.title, new.raw, new.updated_at_source) == (
+        "new one",
+        {"id": "a3", "n": 1},
+        later,
+    )
+    assert new.code not in (first["a1"].code, first["a2"].code)
+    with connection.cursor() as cursor:  # the test's transaction: now() stands still
+        cursor.execute("SELECT now()")
+        assert new.first_seen_at == new.last_synced_at == cursor.fetchone()[0]
+    assert stored["a1"].first_seen_at == first["a1"].first_seen_at
+    assert list(AlertChange.objects.values_list("alert__provider_id", "changes")) == [
+        ("a1", {"status": ["new", "resolved"]})
+    ]
+    # The search column is kept for rows COPY'd in as for upserted ones.
+    assert Alert.objects.filter(pk=new.pk, search_vector="new").exists()
 
 
 # --- runs -----------------------------------------------------------------------------
