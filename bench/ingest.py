@@ -21,8 +21,8 @@ import uuid
 from common import (
     Workers,
     bench_database,
-    cpu_by_part,
     control,
+    cpu_by_part,
     emulator_process,
     log,
     portal_environment,
@@ -181,7 +181,7 @@ def main() -> None:
     cpu = {part: cpu_after[part] - cpu_before[part] for part in cpu_after}
     print(
         "CPU per alert (µs):    "
-        + ", ".join(f"{part} {seconds / count * 1e6:.0f}" for part, seconds in cpu.items())
+        + ", ".join(f"{part} {sec / count * 1e6:.0f}" for part, sec in cpu.items())
         + f"; all {sum(cpu.values()) / count * 1e6:.0f} (wall x CPUs "
         f"{elapsed * os.cpu_count() / count * 1e6:.0f})"
     )
