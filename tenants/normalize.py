@@ -64,9 +64,16 @@ def parse_time(value: Any) -> datetime | None:
             return None
     if not isinstance(value, str):
         return None
-    match = _ISO.match(value.strip())
+    value = value.strip()
+    match = _ISO.match(value)
     if match is None:
         return None
+    try:  # the common shapes, in C (3.11 reads "Z" and 7 fractional digits)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is not None and moment.tzinfo is not None:
+        return moment.astimezone(UTC)
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     micro = int((fraction or "0")[:6].ljust(6, "0"))
     try:
@@ -92,10 +99,11 @@ def parse_time(value: Any) -> datetime | None:
 
 def _text(value: Any) -> str:
     """A string field; None, "null" (Cloud Apps writes that) and non-strings -> ""."""
+    if isinstance(value, str):
+        value = value.strip()
+        return "" if len(value) == 4 and value.lower() == "null" else value
     if value is None:
         return ""
-    if isinstance(value, str):
-        return "" if value.strip().lower() == "null" else value.strip()
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return ""

@@ -265,6 +265,15 @@ def test_same_determination_spelled_differently_is_one_value():
         ("2021-01-26T20:33:59.2Z", datetime(2021, 1, 26, 20, 33, 59, 200000, UTC)),
         ("2026-01-10T08:01:05Z", datetime(2026, 1, 10, 8, 1, 5, tzinfo=UTC)),
         ("2026-01-10T10:01:05+02:00", datetime(2026, 1, 10, 8, 1, 5, tzinfo=UTC)),
+        (
+            "2026-01-10t10:01:05.123456789 +0200",
+            datetime(2026, 1, 10, 8, 1, 5, 123456, UTC),
+        ),
+        ("2026-01-10 08:01", datetime(2026, 1, 10, 8, 1, tzinfo=UTC)),  # no zone: UTC
+        (" 2026-01-10T08:01:05z ", datetime(2026, 1, 10, 8, 1, 5, tzinfo=UTC)),
+        ("2026-01-10", None),  # a day is not a time
+        ("2026-01-10T08:01:05,5Z", None),
+        ("2026-02-30T08:01:05Z", None),
         (1767002462000, datetime(2025, 12, 29, 10, 1, 2, tzinfo=UTC)),
         ("not a time", None),
         (None, None),
