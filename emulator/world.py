@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator import streams
+from emulator.encoding import RenderCache
 from emulator.faults import Faults
 from emulator.quotas import Quotas
 
@@ -201,6 +202,9 @@ class World:
         self.faults = Faults(seed)
         self.update_rng = random.Random(f"updates:{seed}")  # noqa: S311
         self.machine_actions: dict[str, dict] = {}
+        # Alerts as list pages served them (encoded), reused until an alert changes;
+        # at most 64 MiB (~25,000 MDE alerts with evidence) however many tenants.
+        self.rendered = RenderCache(max_bytes=64 * 1024 * 1024)
         self.counters: dict[tuple[str, str], Counter] = {}
         # API behaviour switches (see emulator.apis); tests and benchmarks flip them.
         self.api_options: dict[str, Any] = {

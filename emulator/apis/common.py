@@ -14,6 +14,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from emulator import streams
+from emulator.encoding import encode
 from emulator.odata import Filter
 
 JSON_TYPES = {
@@ -116,9 +117,8 @@ class Call:
     def json(
         self, body: Any, status: int = 200, headers: dict[str, str] | None = None
     ) -> Response:
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         response = Response(
-            data.encode("utf-8"), status=status, content_type=JSON_TYPES[self.style]
+            encode(body), status=status, content_type=JSON_TYPES[self.style]
         )
         for k, v in {**self.headers(), **(headers or {})}.items():
             response.headers[k] = v
@@ -251,5 +251,5 @@ def evidence(alert: streams.Alert) -> list[dict[str, Any]]:
     if m is not None:
         out.append({"kind": "Device", "machine": m, "at": at})
     for kind in kinds:
-        out.append({"kind": kind, "at": at, **d})
+        out.append(dict(d, kind=kind, at=at))
     return out

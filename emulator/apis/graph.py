@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response
 from emulator import odata, streams
 from emulator.apis import mde, xdr
 from emulator.apis.common import ApiError, Call, evidence, page_index
+from emulator.encoding import RenderCache
 
 ALERT_READ = frozenset({"SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All"})
 ALERT_WRITE = frozenset({"SecurityAlert.ReadWrite.All"})
@@ -183,6 +184,13 @@ class Enums:
             return "unknownFutureValue"
         return value
 
+    # Equal rules render equally: the render cache tells renderings apart by them.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Enums) and other.include == self.include
+
+    def __hash__(self) -> int:
+        return hash(self.include)
+
 
 def _common(kind: str, at: int, roles: list[str] | None = None) -> dict[str, Any]:
     return {
@@ -319,7 +327,7 @@ def render_alert(alert: streams.Alert, enums: Enums) -> dict[str, Any]:
         "serviceSource": enums(SERVICE_SOURCE[alert.source]),
         "detectionSource": enums(_detection_source(alert)),
         "productName": PRODUCT_NAME[alert.source],
-        "detectorId": streams._guid_from(streams._h("detector", alert.tmpl)),
+        "detectorId": streams.detector_id(alert.tmpl),
         "tenantId": tid,
         "title": alert.title,
         "description": alert.description,
@@ -355,8 +363,12 @@ def render_alert(alert: streams.Alert, enums: Enums) -> dict[str, Any]:
 
 
 def render_incident(
-    inc: streams.Incident, enums: Enums, with_alerts: bool
+    inc: streams.Incident,
+    enums: Enums,
+    with_alerts: bool,
+    cache: RenderCache | None = None,
 ) -> dict[str, Any]:
+    """One incident in the Graph shape; alerts from ``cache`` when one is given."""
     fmt = streams.fmt_time
     tid = inc.stream.tenant.id
     body = {
@@ -391,7 +403,10 @@ def render_incident(
         ],
     }
     if with_alerts:
-        body["alerts"] = [render_alert(a, enums) for a in inc.alerts]
+        body["alerts"] = [
+            cache.fetch(a, render_alert, enums) if cache else render_alert(a, enums)
+            for a in inc.alerts
+        ]
     return body
 
 
@@ -470,7 +485,8 @@ def list_alerts(call: Call) -> Response:
         body["@odata.count"] = page.total
     if page.has_more:
         body["@odata.nextLink"] = _next_link(call, skip, top)
-    body["value"] = [render_alert(a, enums) for a in page.rows]
+    fetch = call.world.rendered.fetch
+    body["value"] = [fetch(a, render_alert, enums) for a in page.rows]
     return call.json(body)
 
 
@@ -583,7 +599,8 @@ def list_incidents(call: Call) -> Response:
         body["@odata.count"] = page.total
     if page.has_more:
         body["@odata.nextLink"] = _next_link(call, skip, top)
-    body["value"] = [render_incident(i, enums, bool(expand)) for i in page.rows]
+    cache = call.world.rendered
+    body["value"] = [render_incident(i, enums, bool(expand), cache) for i in page.rows]
     return call.json(body)
 
 

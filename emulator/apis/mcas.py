@@ -262,9 +262,10 @@ def list_alerts(call: Call, portal: str) -> Response:
         rows.reverse()
     page = rows[skip : skip + limit]
     base = call.world.base_url
+    fetch = call.world.rendered.fetch
     return call.json(
         {
-            "data": [render_alert(a, base) for a in page],
+            "data": [fetch(a, render_alert, base) for a in page],
             "hasNext": skip + limit < len(rows),
             "max": limit,
             "total": len(rows),

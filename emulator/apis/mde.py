@@ -93,19 +93,25 @@ def resolve(parts: list[str], method: str):
 # -- rendering ---------------------------------------------------------------------
 
 
+EVIDENCE_BLANK: dict[str, Any] = {
+    "entityType": None, "evidenceCreationTime": None,
+    "sha1": None, "sha256": None, "fileName": None, "filePath": None,
+    "processId": None, "processCommandLine": None, "processCreationTime": None,
+    "parentProcessId": None, "parentProcessCreationTime": None,
+    "parentProcessFileName": None, "parentProcessFilePath": None,
+    "ipAddress": None, "url": None, "registryKey": None, "registryHive": None,
+    "registryValueType": None, "registryValue": None, "accountName": None,
+    "domainName": None, "userSid": None, "aadUserId": None,
+    "userPrincipalName": None, "detectionStatus": None,
+}  # fmt: skip
+
+
 def _ev(kind: str, at: int) -> dict[str, Any]:
-    return {
-        "entityType": kind,
-        "evidenceCreationTime": streams.fmt_time(at),
-        "sha1": None, "sha256": None, "fileName": None, "filePath": None,
-        "processId": None, "processCommandLine": None, "processCreationTime": None,
-        "parentProcessId": None, "parentProcessCreationTime": None,
-        "parentProcessFileName": None, "parentProcessFilePath": None,
-        "ipAddress": None, "url": None, "registryKey": None, "registryHive": None,
-        "registryValueType": None, "registryValue": None, "accountName": None,
-        "domainName": None, "userSid": None, "aadUserId": None,
-        "userPrincipalName": None, "detectionStatus": None,
-    }  # fmt: skip
+    # A copy of a ready dict costs a tenth of building the same literal.
+    item = EVIDENCE_BLANK.copy()
+    item["entityType"] = kind
+    item["evidenceCreationTime"] = streams.fmt_time(at)
+    return item
 
 
 def render_evidence(alert: streams.Alert) -> list[dict[str, Any]]:
@@ -171,7 +177,7 @@ def render_alert(alert: streams.Alert, with_evidence: bool) -> dict[str, Any]:
         "determination": alert.determination,
         "investigationState": alert.investigation_state,
         "detectionSource": alert.field("detectionSource"),
-        "detectorId": streams._guid_from(streams._h("detector", alert.tmpl)),
+        "detectorId": streams.detector_id(alert.tmpl),
         "category": alert.field("category"),
         "threatFamilyName": alert.field("threatFamilyName"),
         "threatName": None,
@@ -225,9 +231,10 @@ def list_alerts(call: Call) -> Response:
     page = page_index(
         st, st.idx_source["mde"], st.alerts, flt, "lastUpdateTime", GETTERS, skip, top
     )
+    fetch = call.world.rendered.fetch
     body: dict[str, Any] = {
         "@odata.context": CONTEXT,
-        "value": [render_alert(a, bool(expand)) for a in page.rows],
+        "value": [fetch(a, render_alert, bool(expand)) for a in page.rows],
     }
     mode = opts.get("mde_next_link", "without_top")
     if page.has_more and (

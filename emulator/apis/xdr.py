@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 from emulator import odata, streams
 from emulator.apis import mde
 from emulator.apis.common import ApiError, Call, evidence, page_index
+from emulator.encoding import RenderCache
 
 CONTEXT = "https://api.security.microsoft.com/api/$metadata#Incidents"
 MAX_TOP = 100
@@ -104,6 +105,8 @@ def render_devices(alert: streams.Alert) -> list[dict[str, Any]]:
 
 def render_entities(alert: streams.Alert) -> list[dict[str, Any]]:
     mde_items = {e["entityType"]: e for e in mde.render_evidence(alert)}
+    m = alert.machine()
+    device_id = m.id if m else None
     out = []
     for e in evidence(alert):
         kind = e["kind"]
@@ -137,7 +140,7 @@ def render_entities(alert: streams.Alert) -> list[dict[str, Any]]:
         item["evidenceCreationTime"] = streams.fmt_time(e["at"])
         item["verdict"] = "Suspicious"
         item["remediationStatus"] = "None"
-        item["deviceId"] = alert.machine().id if alert.machine() else None
+        item["deviceId"] = device_id
         out.append(item)
     return out
 
@@ -165,7 +168,7 @@ def render_alert(alert: streams.Alert) -> dict[str, Any]:
         "classification": alert.classification,
         "determination": alert.determination,
         "detectionSource": alert.field("detectionSource"),
-        "detectorId": streams._guid_from(streams._h("detector", alert.tmpl)),
+        "detectorId": streams.detector_id(alert.tmpl),
         "assignedTo": alert.assigned_to,
         "actorName": None,
         "threatFamilyName": alert.field("threatFamilyName"),
@@ -175,7 +178,10 @@ def render_alert(alert: streams.Alert) -> dict[str, Any]:
     }
 
 
-def render_incident(inc: streams.Incident) -> dict[str, Any]:
+def render_incident(
+    inc: streams.Incident, cache: RenderCache | None = None
+) -> dict[str, Any]:
+    """One incident in the XDR shape; alerts from ``cache`` when one is given."""
     fmt = streams.fmt_time
     return {
         "incidentId": inc.id,
@@ -195,7 +201,10 @@ def render_incident(inc: streams.Incident) -> dict[str, Any]:
         "severity": inc.severity,
         "tags": list(inc.tags),
         "comments": list(inc.comments),
-        "alerts": [render_alert(a) for a in inc.alerts],
+        "alerts": [
+            cache.fetch(a, render_alert) if cache else render_alert(a)
+            for a in inc.alerts
+        ],
     }
 
 
@@ -219,8 +228,12 @@ def list_incidents(call: Call) -> Response:
         st, st.inc_idx, st.incidents, flt, "lastUpdateTime", GETTERS, skip, top,
         newest_first=True,
     )  # fmt: skip
+    cache = call.world.rendered
     return call.json(
-        {"@odata.context": CONTEXT, "value": [render_incident(i) for i in page.rows]}
+        {
+            "@odata.context": CONTEXT,
+            "value": [render_incident(i, cache) for i in page.rows],
+        }
     )
 
 
