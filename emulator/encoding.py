@@ -77,7 +77,10 @@ class RenderCache:
             if entry is not None and entry[0] == version:
                 self.entries.move_to_end(key)
                 return entry[1]
-        encoded = Encoded(encode(render(alert, *args)))
+        # orjson's bytes keep the spare room of its output buffer (8 KiB of memory for
+        # a 2.5 KB alert); a copy holds just the JSON, so the bound is real memory,
+        # and the buffer, freed at once, is reused for the next alert.
+        encoded = Encoded(bytes(memoryview(encode(render(alert, *args)))))
         with self.lock:
             old = self.entries.pop(key, None)
             if old is not None:
