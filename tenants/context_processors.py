@@ -1,9 +1,13 @@
+from django.utils.functional import SimpleLazyObject
+
 from tenants import selectors
 
 
 def alarms(request) -> dict:
-    """Problems that concern every tenant, shown on every staff page."""
+    """Problems that concern every tenant, shown on every staff page. Read only when a
+    template shows them (base.html does): a partial that extends nothing, such as the
+    queue's 15-second poll, makes no query for them."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    return {"alarms": selectors.active_alarms()}
+    return {"alarms": SimpleLazyObject(selectors.active_alarms)}

@@ -5,7 +5,7 @@ import hashlib
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
@@ -15,7 +15,9 @@ from django.db import connection
 from django.db.models import (
     BooleanField,
     Case,
+    CharField,
     Count,
+    DateTimeField,
     F,
     Func,
     IntegerField,
@@ -27,7 +29,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import Cast, Coalesce, TruncDate
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
@@ -61,9 +63,15 @@ def list_customers(*, user) -> QuerySet[Customer]:
     )
 
 
-def list_customer_choices(*, user) -> list[tuple]:
-    """(code, name) of the customers `user` may see, for filter menus."""
-    return list(Customer.objects.visible_to(user).values_list("code", "name"))
+def list_customer_choices(*, user) -> list[tuple[str, str]]:
+    """(code, name) of the customers `user` may see, for filter menus. The code comes
+    as text: Postgres writes it faster than Python builds and prints UUID objects,
+    hundreds of them on every queue page."""
+    return list(
+        Customer.objects.visible_to(user).values_list(
+            Cast("code", output_field=CharField()), "name"
+        )
+    )
 
 
 def get_customer(*, user, code) -> Customer:
@@ -403,6 +411,15 @@ def list_queue(*, user, filters: dict) -> QueuePage:
     )
 
 
+class NaiveUTC(Func):
+    """`column AT TIME ZONE 'UTC'`: a timestamptz read as a naive UTC timestamp, which
+    psycopg parses in C. Django reads timestamptz with a pure-Python loader (Django
+    ticket #36960): about 10 µs a value, 1.5 ms for the 3 times of 51 rows."""
+
+    template = "(%(expressions)s AT TIME ZONE 'UTC')"
+    output_field = DateTimeField()
+
+
 _ROW_COLUMNS = (
     "pk",
     "code",
@@ -412,9 +429,9 @@ _ROW_COLUMNS = (
     "source",
     "category",
     "assigned_to",
-    "created_at_source",
-    "updated_at_source",
-    "first_seen_at",
+    NaiveUTC("created_at_source"),
+    NaiveUTC("updated_at_source"),
+    NaiveUTC("first_seen_at"),
     "tenant__display_name",
     "tenant__tenant_id",
     "tenant__customer__name",
@@ -432,10 +449,16 @@ def _queue_rows(alerts: QuerySet, *, ranked: bool) -> list[QueueRow]:
     url = reverse("tenants:alert_detail", kwargs={"code": _URL_PLACEHOLDER})
     placeholder = str(_URL_PLACEHOLDER)
     now = timezone.now()
+    shown_in = timezone.get_current_timezone()
     rows = []
     for values in alerts.values_list(*columns):
         (pk, code, title, severity, status, source, category, assigned_to) = values[:8]
-        created, updated, first_seen, tenant_name, tenant_id, customer = values[8:14]
+        created, updated, first_seen = (
+            None if moment is None else moment.replace(tzinfo=UTC)
+            for moment in values[8:11]
+        )
+        tenant_name, tenant_id, customer = values[11:14]
+        shown = localtime(created, shown_in) if created else None
         rows.append(
             QueueRow(
                 pk=pk,
@@ -451,8 +474,8 @@ def _queue_rows(alerts: QuerySet, *, ranked: bool) -> list[QueueRow]:
                 tenant_name=tenant_name or str(tenant_id),
                 category=category,
                 assigned_to=assigned_to,
-                created=f"{localtime(created):%m-%d %H:%M}" if created else "—",
-                updated=f"{localtime(updated):%m-%d %H:%M:%S}",
+                created=f"{shown:%m-%d %H:%M}" if shown else "—",
+                updated=f"{localtime(updated, shown_in):%m-%d %H:%M:%S}",
                 age=compact_age(created or first_seen, now),
                 updated_at_source=updated,
                 severity_rank=values[14] if ranked else None,
@@ -491,8 +514,9 @@ def _severity_counts(
     """Counts per severity of `alerts` and when they were counted: shared for
     COUNTS_TTL seconds by every request of the same filter and scope (the queue
     polls every 15 s per open tab), so the page says "as of" that time."""
-    sql, params = alerts.order_by().query.sql_with_params()
-    # The SQL names the scope (the user's id) and every filter value.
+    # The SQL names the scope (the user's id) and every filter value; one column is
+    # enough for that and compiles in a fraction of the time of every column.
+    sql, params = alerts.order_by().values("pk").query.sql_with_params()
     key = (
         "queue-counts:"
         + hashlib.sha256(
