@@ -390,7 +390,10 @@ class Alert(models.Model):
         MCAS = "mcas", "Defender for Cloud Apps"
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="alerts")
+    # No index of its own: the unique constraint and `alert_tenant` lead with it.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="alerts", db_index=False
+    )
     source = models.CharField(max_length=16, choices=Source)
     provider_id = models.CharField(max_length=128)
     title = models.TextField(blank=True)
@@ -417,6 +420,7 @@ class Alert(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="alerts",
+        db_index=False,  # indexed where set: `alert_incident_fk`
     )
     devices = models.JSONField(default=list, blank=True)
     users = models.JSONField(default=list, blank=True)
@@ -430,7 +434,12 @@ class Alert(models.Model):
     entities_text = models.TextField(blank=True)
     portal_url = models.URLField(max_length=500, blank=True)
     duplicate_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,  # indexed where set: `alert_duplicate_fk`
     )
     raw = models.JSONField()
     first_seen_at = models.DateTimeField(auto_now_add=True)
@@ -468,6 +477,18 @@ class Alert(models.Model):
             models.Index(fields=["tenant", "-updated_at_source"], name="alert_tenant"),
             models.Index(
                 fields=["tenant", "incident_provider_id"], name="alert_incident_id"
+            ),
+            # Most alerts have no incident row or are primaries: an index of the
+            # links alone costs a new alert nothing (and serves the same lookups).
+            models.Index(
+                fields=["incident"],
+                condition=Q(incident__isnull=False),
+                name="alert_incident_fk",
+            ),
+            models.Index(
+                fields=["duplicate_of"],
+                condition=Q(duplicate_of__isnull=False),
+                name="alert_duplicate_fk",
             ),
         ]
 

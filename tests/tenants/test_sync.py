@@ -454,3 +454,22 @@ def test_a_source_out_of_quota_yields_without_waiting(tenant, emulator):
     state.refresh_from_db()
     assert state.throttled_until > timezone.now()
     assert state.last_error == ""
+
+
+def test_payloads_are_compressed_with_lz4_where_the_server_has_it(db):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings"
+            " WHERE name = 'default_toast_compression'"
+        )
+        if not cursor.fetchone()[0]:
+            pytest.skip("this PostgreSQL was built without lz4; payloads keep pglz")
+        cursor.execute(
+            "SELECT attrelid::regclass::text, attcompression FROM pg_attribute"
+            " WHERE attname = 'raw' AND attrelid IN"
+            " ('tenants_alert'::regclass, 'tenants_incident'::regclass)"
+        )
+        assert sorted(cursor.fetchall()) == [
+            ("tenants_alert", "l"),
+            ("tenants_incident", "l"),
+        ]
