@@ -1,9 +1,8 @@
-import re
 from datetime import timedelta
 
 from django import forms
 
-from tenants import keyset, services, triage
+from tenants import keyset, search, services, triage
 from tenants.models import Alert, AlertStatus, Customer, Severity, Tenant
 
 
@@ -94,7 +93,7 @@ class QueueFilterForm(forms.Form):
                 f"Each search word needs at least {MIN_TERM_LENGTH} characters "
                 f"({', '.join(short[:3])} is too short)."
             )
-        wordless = [t for t in terms if not re.search(r"[^\W_]", t)]
+        wordless = [t for t in terms if not search.words(t)]
         if wordless:
             raise forms.ValidationError(
                 "Each search word needs a letter or digit "

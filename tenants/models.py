@@ -1,6 +1,7 @@
 """Customers of the MSSP and the Microsoft Entra tenants they consented for."""
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -8,6 +9,8 @@ from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import Func, Q
+
+from tenants import search
 
 
 class CustomerQuerySet(models.QuerySet):
@@ -361,11 +364,9 @@ class Incident(models.Model):
 
 
 class SearchDocument(Func):
-    """The words of an alert's text for full-text search: every run of characters
-    other than letters and digits is a word break, so `fin-ws-01.contoso.com`,
-    `10.0.0.5` and `CORP\\alice` are words in a row, found by a phrase of them
-    (tenants.selectors.search_query). The 'simple' configuration only lowercases:
-    host names, hashes and user names are not English and must not be stemmed."""
+    """The expression migration 0007 generated `Alert.search_vector` with, in the
+    database (to_tsvector's parser, which also splits a hash at what reads as a
+    number such as `82e6`). Since 0011 the words come from `tenants.search`."""
 
     template = (
         "to_tsvector('simple'::regconfig, "
@@ -444,12 +445,9 @@ class Alert(models.Model):
     raw = models.JSONField()
     first_seen_at = models.DateTimeField(auto_now_add=True)
     last_synced_at = models.DateTimeField(auto_now=True)
-    # Kept by Postgres on every insert and update (the sync's upsert needs no change).
-    search_vector = models.GeneratedField(
-        expression=SearchDocument("title", "description", "entities_text"),
-        output_field=SearchVectorField(),
-        db_persist=True,
-    )
+    # The words of title, description and entities with their positions
+    # (tenants.search.document), written with them: by the sync, and by save().
+    search_vector = SearchVectorField(null=True, editable=False)
 
     class Meta:
         constraints = [
@@ -494,6 +492,19 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return self.title or f"Alert {self.provider_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.search_vector = search.document(
+            *(getattr(self, name) for name in SEARCHED_FIELDS)
+        )
+        fields = kwargs.get("update_fields")
+        if fields is not None and set(fields) & set(SEARCHED_FIELDS):
+            kwargs["update_fields"] = {*fields, "search_vector"}
+        super().save(*args, **kwargs)
+
+
+#: The alert fields whose words are searched, in the order of their positions.
+SEARCHED_FIELDS = ("title", "description", "entities_text")
 
 
 class AlertChange(models.Model):

@@ -2,7 +2,6 @@
 
 import contextlib
 import hashlib
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -37,7 +36,7 @@ from django.utils.timesince import timesince
 from django.utils.timezone import localtime
 from redis import RedisError
 
-from tenants import keyset
+from tenants import keyset, search
 from tenants.forms import QUEUE_RANGES
 from tenants.models import (
     SEVERITY_RANK,
@@ -172,40 +171,9 @@ OPEN_STATUSES = (AlertStatus.NEW, AlertStatus.IN_PROGRESS)
 STALE_AFTER = timedelta(minutes=30)
 
 
-class SearchWords(Func):
-    """The tsquery of one search term: its words (runs of letters and digits, exactly
-    as `models.SearchDocument` splits the alert's text) in a row, the last of them
-    also matching as the start of a longer word. Case does not matter.
-
-    `WS-012` finds host `ws-01234.corp`, `10.0.0.25` that IP (and 10.0.0.250),
-    `e3b0c442` a hash starting so, `powershell` a title. A one-character last word
-    matches exactly (`10.0.0.1` is not 10.0.0.17): a prefix that short would read
-    most of the index. A word is not found from its middle (`ontoso` does not find
-    `contoso`): that is what made the old substring search slow.
-    """
-
-    output_field = SearchQueryField()
-
-    def __init__(self, term: str) -> None:
-        words = _WORD.findall(term)
-        self.prefix = bool(words) and len(words[-1]) > 1
-        super().__init__(Value(term))
-
-    def as_sql(self, compiler, connection, **extra_context):
-        term, params = compiler.compile(self.source_expressions[0])
-        phrase = (
-            "phraseto_tsquery('simple'::regconfig, "
-            f"regexp_replace({term}, '[^[:alnum:]]+', ' ', 'g'))"
-        )
-        if not self.prefix:
-            return phrase, params
-        # ':*' marks the phrase's last word as a prefix; a term with no word at all
-        # (the form refuses those) stays an empty query rather than a syntax error.
-        return (
-            f"CASE WHEN numnode({phrase}) = 0 THEN {phrase} "
-            f"ELSE ({phrase}::text || ':*')::tsquery END",
-            [*params, *params, *params],
-        )
+def _tsquery(text: str) -> Cast:
+    """A tsquery in PostgreSQL's input form (see `tenants.search`), as a query value."""
+    return Cast(Value(text), SearchQueryField())
 
 
 class Matches(Func):
@@ -224,9 +192,6 @@ class MatchesAfterIndex(Func):
     output_field = BooleanField()
 
 
-# A word as Postgres' [:alnum:] sees one (letters and digits, no underscore).
-_WORD = re.compile(r"[^\W_]+")
-_ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
 # Words in at least this share of alerts are left to the recheck (see _search).
 COMMON_WORD_SHARE = 0.05
 _common_words: tuple[float, frozenset[str]] = (0.0, frozenset())
@@ -256,30 +221,26 @@ def common_words() -> frozenset[str]:
 
 
 def _search(term: str):
-    """The filter for one search term. The index is asked for the term's rarer words
-    only: a word in most alerts (`10` of an IP, `ws` of a host name, `com`) costs
-    the index a walk over most of the table for nothing. The whole phrase is then
-    checked on the rows found. Words are matched as Postgres lowercases them."""
-    words = SearchWords(term)
-    found = _WORD.findall(term)
+    """The filter for one search term: its words in a row (`tenants.search`: the
+    words of the alerts are made the same way). The index is asked for the term's
+    rarer words only: a word in most alerts (`10` of an IP, `ws` of a host name,
+    `com`) costs the index a walk over most of the table for nothing. The whole
+    phrase is then checked on the rows found.
+
+    `WS-012` finds host `ws-01234.corp`, `10.0.0.25` that IP (and 10.0.0.250),
+    `e3b0c442` a hash starting so, `powershell` a title. A word is not found from
+    its middle (`ontoso` does not find `contoso`): that is what made the old
+    substring search slow.
+    """
+    whole = _tsquery(search.phrase(term))
     common = common_words()
-    rare = [
-        (w, i == len(found) - 1 and words.prefix)
-        for i, w in enumerate(found)
-        if _ASCII_WORD.fullmatch(w) and w.lower() not in common
-    ]
+    found = search.words(term)
+    rare = [word for word in found if word not in common]
     if not common or not rare or len(rare) == len(found):
-        return Matches(F("search_vector"), words)
-    # Only ASCII letters and digits reach this string: nothing to quote.
-    query = " & ".join(f"{w}:*" if prefix else w for w, prefix in rare)
-    index_words = Func(
-        Value("simple"),
-        Value(query),
-        function="to_tsquery",
-        output_field=words.output_field,
-    )
+        return Matches(F("search_vector"), whole)
+    index_words = _tsquery(search.every_word(term, lambda word: word not in common))
     return Q(Matches(F("search_vector"), index_words)) & Q(
-        MatchesAfterIndex(F("search_vector"), words)
+        MatchesAfterIndex(F("search_vector"), whole)
     )
 
 

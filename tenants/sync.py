@@ -57,9 +57,10 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from tenants import microsoft, normalize, services
+from tenants import microsoft, normalize, search, services
 from tenants.microsoft import schemas
 from tenants.models import (
+    SEARCHED_FIELDS,
     Alert,
     AlertChange,
     Capability,
@@ -834,6 +835,7 @@ _ALERT_COLUMNS = (
     ("entities_text", "text"),
     ("portal_url", "varchar(500)"),
     ("raw", "jsonb"),
+    ("search_vector", "tsvector"),
 )
 _INCIDENT_COLUMNS = (
     ("source", "varchar(16)"),
@@ -928,7 +930,10 @@ def upsert_alerts(
     yet are COPY'd straight into the table (a backfill's case, and the costly one),
     and only the known ones go through the upsert.
     """
-    rows = _newest_per_key(rows)
+    rows = [
+        dict(row, search_vector=search.document(*(row[f] for f in SEARCHED_FIELDS)))
+        for row in _newest_per_key(rows)
+    ]
     if not rows:
         return 0, 0, []
     with transaction.atomic():
