@@ -38,10 +38,15 @@ def test_a_document_keeps_to_postgresqls_limits():
     many = search.document(" ".join(["w"] * 20000), "", "")
     positions = many.removeprefix("'w':").split(",")
     assert len(positions) == 256 and positions[-1] == "256"
-    with connection.cursor() as cursor:  # PostgreSQL takes both as they are
+    far = search.document(" ".join(f"w{i}" for i in range(16390)), "", "")
+    # Every word past the last position takes the last position.
+    assert far.split()[-9:] == ["'w16381':16382"] + [
+        f"'w{i}':16383" for i in range(16382, 16390)
+    ]
+    with connection.cursor() as cursor:  # PostgreSQL takes them as they are
         cursor.execute(
-            "SELECT %s::tsvector, %s::tsvector",
-            [many, search.document("x" * 2047, "", "")],
+            "SELECT %s::tsvector, %s::tsvector, %s::tsvector",
+            [many, far, search.document("x" * 2047, "", "")],
         )
 
 
