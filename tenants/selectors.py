@@ -357,7 +357,7 @@ def list_queue(*, user, filters: dict) -> QueuePage:
     if len(rows) > QUEUE_PAGE_SIZE:
         rows = rows[:QUEUE_PAGE_SIZE]
         next_cursor = keyset.encode(sort, rows[-1])
-    stale, stale_total = list_stale_tenants(user=user, customer=customer)
+    stale, stale_total = _shared_stale_tenants(user=user, customer=customer)
     counts, counts_as_of = _severity_counts(
         base, selected=filters.get("severity") or [], searching=bool(filters.get("q"))
     )
@@ -674,6 +674,43 @@ def list_stale_tenants(
     )
     total = len(found) if len(found) <= limit else suspect.count()
     return [_tenant_problems(t, now) for t in found[:limit]], total
+
+
+def _shared_stale_tenants(
+    *, user, customer: Customer | None
+) -> tuple[list[TenantProblem], int]:
+    """`list_stale_tenants` for the queue, shared for COUNTS_TTL seconds by every
+    request of the same scope (the queue polls every 15 s per open tab). The key
+    names the customers the user sees, not the user: a change of assignment is a new
+    key, so nobody is shown a tenant outside their scope from the cache."""
+    if user.is_superuser:
+        scope = "all"
+    else:
+        scope = ",".join(
+            map(
+                str,
+                Customer.objects.visible_to(user)
+                .order_by("pk")
+                .values_list("pk", flat=True),
+            )
+        )
+    key = (
+        "queue-stale:"
+        + hashlib.sha256(
+            repr(
+                (connection.settings_dict["NAME"], scope, customer and customer.pk)
+            ).encode()
+        ).hexdigest()
+    )
+    try:
+        found = cache.get(key)
+    except RedisError:
+        found = None  # listed fresh below; the page does not need Redis
+    if found is None:
+        found = list_stale_tenants(user=user, customer=customer)
+        with contextlib.suppress(RedisError):
+            cache.set(key, found, COUNTS_TTL)
+    return found
 
 
 # --- Alert detail ---------------------------------------------------------------------

@@ -390,6 +390,25 @@ def test_queue_names_tenants_that_are_stale_or_skipped(client, analyst):
     assert page.stale_total == 3
 
 
+def test_stale_tenants_shared_between_requests_never_outlive_an_assignment(
+    client, analyst
+):
+    customer = CustomerFactory(name="Acme", staff=[analyst])
+    tenant = TenantFactory(customer=customer, display_name="stale-one")
+    SyncStateFactory(tenant=tenant, last_success_at=timezone.now() - timedelta(hours=3))
+    client.force_login(analyst)
+
+    def stale() -> set[str]:
+        page = client.get(reverse("tenants:queue")).context["page"]
+        return {str(row.tenant) for row in page.stale}
+
+    assert stale() == {"stale-one"}
+    tenant.syncs.update(last_success_at=timezone.now())
+    assert stale() == {"stale-one"}  # the list is shared for a few seconds
+    customer.staff.remove(analyst)
+    assert stale() == set()  # but never outside the scope
+
+
 def test_queue_and_detail_query_counts_are_bounded(
     client, analyst, django_assert_max_num_queries
 ):
@@ -402,7 +421,9 @@ def test_queue_and_detail_query_counts_are_bounded(
         AlertFactory(tenant=alert.tenant, incident=IncidentFactory(tenant=alert.tenant))
     AlertChange.objects.create(alert=alert, changes={"status": ["new", "resolved"]})
     client.force_login(analyst)
-    with django_assert_max_num_queries(10):
+    # A staff member's queue names their customers once more on a cache miss (the
+    # key of the shared stale-tenant list), and lists no stale tenants on a hit.
+    with django_assert_max_num_queries(11):
         assert client.get(reverse("tenants:queue")).status_code == 200
     with django_assert_max_num_queries(10):
         response = client.get(
