@@ -20,9 +20,10 @@ from itertools import chain, repeat
 
 _WORD = re.compile(r"[^\W_]+")
 _ASCII_WORD = re.compile(r"[a-z0-9]+")  # the same, on lowercased ASCII text: faster
-# PostgreSQL's limits for a tsvector: a lexeme's bytes, a position, positions kept
-# per lexeme. Longer words are left out, as to_tsvector leaves them out.
-MAX_WORD_BYTES = 2047
+# PostgreSQL's limits for a tsvector: a lexeme's bytes (16 takes 2046, 15 one more),
+# a position, positions kept per lexeme. Longer words are left out, as to_tsvector
+# leaves them out.
+MAX_WORD_BYTES = 2046
 MAX_POSITION = 16383
 MAX_POSITIONS = 256
 _POSITIONS = tuple(str(n) for n in range(1, MAX_POSITION + 1))  # 1..., as text

@@ -28,7 +28,7 @@ UPDATE tenants_alert a SET search_vector = coalesce((
                  WITH ORDINALITY AS s(word, k)
             WHERE word <> ''
         ) numbered
-        WHERE octet_length(word) <= 2047
+        WHERE octet_length(word) <= 2046
         GROUP BY word
     ) w
 ), ''::tsvector)

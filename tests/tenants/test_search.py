@@ -35,6 +35,8 @@ def test_a_document_numbers_every_word_and_keeps_a_hash_whole():
 def test_a_document_keeps_to_postgresqls_limits():
     long_word = "x" * 3000  # more than a lexeme may hold: left out
     assert search.document(long_word + " y", "", "") == "'y':2"
+    longest = "x" * 2046
+    assert search.document(longest, longest + "x", "") == f"'{longest}':1"
     many = search.document(" ".join(["w"] * 20000), "", "")
     positions = many.removeprefix("'w':").split(",")
     assert len(positions) == 256 and positions[-1] == "256"
@@ -46,7 +48,7 @@ def test_a_document_keeps_to_postgresqls_limits():
     with connection.cursor() as cursor:  # PostgreSQL takes them as they are
         cursor.execute(
             "SELECT %s::tsvector, %s::tsvector, %s::tsvector",
-            [many, far, search.document("x" * 2047, "", "")],
+            [many, far, search.document(longest, longest + "x", "")],
         )
 
 
