@@ -3,8 +3,10 @@
 import contextlib
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
@@ -478,21 +480,11 @@ def _severity_counts(
     # The SQL names the scope (the user's id) and every filter value; one column is
     # enough for that and compiles in a fraction of the time of every column.
     sql, params = alerts.order_by().values("pk").query.sql_with_params()
-    key = (
-        "queue-counts:"
-        + hashlib.sha256(
-            repr((connection.settings_dict["NAME"], searching, sql, params)).encode()
-        ).hexdigest()
+    counts, as_of = _shared(
+        "queue-counts",
+        (searching, sql, params),
+        lambda: (_count_severities(alerts, searching=searching), timezone.now()),
     )
-    try:
-        found = cache.get(key)
-    except RedisError:
-        found = None  # counted fresh below; the page does not need Redis
-    if found is None:
-        found = (_count_severities(alerts, searching=searching), timezone.now())
-        with contextlib.suppress(RedisError):
-            cache.set(key, found, COUNTS_TTL)
-    counts, as_of = found
     return [
         SeverityCount(
             severity=value,
@@ -694,20 +686,29 @@ def _shared_stale_tenants(
                 .values_list("pk", flat=True),
             )
         )
+    return _shared(
+        "queue-stale",
+        (scope, customer and customer.pk),
+        lambda: list_stale_tenants(user=user, customer=customer),
+    )
+
+
+def _shared(kind: str, names: tuple, compute: Callable[[], Any]) -> Any:
+    """`compute()`, shared for COUNTS_TTL seconds through the cache by the requests
+    whose `names` (all that the result depends on) are equal; computed afresh when
+    Redis is away: the page does not need it."""
     key = (
-        "queue-stale:"
+        f"{kind}:"
         + hashlib.sha256(
-            repr(
-                (connection.settings_dict["NAME"], scope, customer and customer.pk)
-            ).encode()
+            repr((connection.settings_dict["NAME"], *names)).encode()
         ).hexdigest()
     )
     try:
         found = cache.get(key)
     except RedisError:
-        found = None  # listed fresh below; the page does not need Redis
+        found = None
     if found is None:
-        found = list_stale_tenants(user=user, customer=customer)
+        found = compute()
         with contextlib.suppress(RedisError):
             cache.set(key, found, COUNTS_TTL)
     return found
