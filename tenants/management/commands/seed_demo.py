@@ -61,10 +61,16 @@ class Command(BaseCommand):
             )
             services.request_reverification(actor=actor, tenant=tenant)
 
-        # Revoked: the customer removed our app; the next check notices.
+        # Revoked: the customer removed our app; the next check notices (the demo
+        # is ready once it has).
         control.post(f"tenants/{tenants[4]['id']}/revoke")
         services.request_reverification(
             actor=actor, tenant=Tenant.objects.get(tenant_id=tenants[4]["id"])
+        )
+        self.wait_for(
+            tenants[4]["id"],
+            lambda state: state == Tenant.State.REVOKED,
+            "marked revoked",
         )
         # Throttled: Microsoft answers this tenant's API calls with 429 for a while.
         control.post(
@@ -125,14 +131,19 @@ class Command(BaseCommand):
                 f"{response.status_code}"
             )
 
-    def wait_verified(self, tenant_id: str, timeout: float = 90) -> None:
+    def wait_verified(self, tenant_id: str) -> None:
+        self.wait_for(
+            tenant_id, lambda state: state != Tenant.State.CONSENTED, "verified"
+        )
+
+    def wait_for(self, tenant_id: str, done, what: str, timeout: float = 90) -> None:
+        """Until `done(the tenant's state)`: the worker's checks run meanwhile."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            state = Tenant.objects.get(tenant_id=tenant_id).state
-            if state != Tenant.State.CONSENTED:
+            if done(Tenant.objects.get(tenant_id=tenant_id).state):
                 return
             time.sleep(0.5)
-        raise CommandError(f"tenant {tenant_id} was not verified in {timeout:.0f} s")
+        raise CommandError(f"tenant {tenant_id} was not {what} in {timeout:.0f} s")
 
     def analyst(self, customer: Customer):
         user, created = get_user_model().objects.get_or_create(
