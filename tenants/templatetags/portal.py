@@ -119,26 +119,12 @@ def humanize_value(value) -> str:
 
 
 @register.simple_tag
-def customer_options(customers, selected) -> str:
-    """The customer filter's <option>s, built in one pass: with hundreds of customers
-    a template loop costs more than the rest of the queue page."""
-    selected = str(selected or "")
-    # html.escape is what django.utils.html.escape does, minus a SafeString per call.
-    options = []
-    for code, name in customers:
-        code = str(code)
-        mark = " selected" if code == selected else ""
-        options.append(
-            f'<option value="{html.escape(code)}"{mark}>{html.escape(name)}</option>'
-        )
-    return mark_safe("".join(options))  # noqa: S308 - every value escaped above
-
-
-@register.simple_tag
 def choice_options(choices, selected) -> str:
     """<option>s for (value, label) pairs, with those in `selected` (one value, or a
-    list for a multiple choice) selected: one pass, like customer_options. No value
+    list for a multiple choice) selected, built in one pass: with hundreds of
+    customers a template loop costs more than the rest of the queue page. No value
     ("" or None) selects nothing; the browser shows the first option."""
+    # html.escape is what django.utils.html.escape does, minus a SafeString per call.
     if isinstance(selected, list | tuple):
         chosen = {str(value) for value in selected}
     else:
@@ -157,7 +143,7 @@ def choice_options(choices, selected) -> str:
 @register.simple_tag
 def queue_rows(rows) -> str:
     """The queue table's <tr>s (selectors.QueueRow), every value escaped. Built in
-    one pass for the same reason as customer_options: 50 rows of 11 cells through
+    one pass for the same reason as choice_options: 50 rows of 11 cells through
     the template engine were a quarter of the page's CPU time."""
     e = html.escape
     lines = []
