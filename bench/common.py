@@ -217,31 +217,30 @@ def cpu_by_part(emulator_pid: int, workers: Workers) -> dict[str, float]:
     with their connections)."""
     import psutil
 
-    def tree(root: psutil.Process) -> float:
+    def tree(pid: int) -> float:
         try:
+            root = psutil.Process(pid)
             own = root.cpu_times()
             total = own.user + own.system + own.children_user + own.children_system
             for child in root.children(recursive=True):
                 times = child.cpu_times()
                 total += times.user + times.system
             return total
-        except psutil.Error:
+        except psutil.Error:  # ended meanwhile
             return 0.0
 
-    roots = {"emulator": [emulator_pid], "workers": [p.pid for p in workers.processes]}
-    for p in psutil.process_iter(["pid", "ppid", "name"]):
-        name = p.info["name"] or ""
-        for part in ("postgres", "redis"):
-            if name.startswith(part) and not (
-                psutil.Process(p.info["ppid"]).name().startswith(part)
-                if p.info["ppid"]
-                else False
-            ):
-                roots.setdefault(part, []).append(p.info["pid"])
-    parts = {
-        part: sum(tree(psutil.Process(pid)) for pid in pids if psutil.pid_exists(pid))
-        for part, pids in roots.items()
+    # PostgreSQL and Redis: their processes whose parent is not one of theirs.
+    names = {
+        p.info["pid"]: (p.info["ppid"], p.info["name"] or "")
+        for p in psutil.process_iter(["pid", "ppid", "name"])
     }
+    roots = {"emulator": [emulator_pid], "workers": [p.pid for p in workers.processes]}
+    for pid, (ppid, name) in names.items():
+        parent = names.get(ppid, (0, ""))[1]
+        for part in ("postgres", "redis"):
+            if name.startswith(part) and not parent.startswith(part):
+                roots.setdefault(part, []).append(pid)
+    parts = {part: sum(map(tree, pids)) for part, pids in roots.items()}
     machine = psutil.cpu_times()
     busy = machine.user + machine.nice + machine.system + machine.irq
     busy += machine.softirq + machine.steal
