@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from tenants import microsoft
+from tenants import microsoft, selectors
 from tenants.microsoft import schemas
 from tenants.models import (
     Alarm,
@@ -640,6 +640,8 @@ def raise_partner_credential_alarm(*, message: str) -> None:
             created = True
         if created:
             audit(action="alarm.partner_credential", detail=message)
+    if created:
+        selectors.forget_alarms()
 
 
 def clear_partner_credential_alarm() -> None:
@@ -652,3 +654,5 @@ def clear_partner_credential_alarm() -> None:
                 action="alarm.partner_credential_cleared",
                 detail="a token was issued again",
             )
+    if cleared:
+        selectors.forget_alarms()

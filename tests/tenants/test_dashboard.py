@@ -1,6 +1,7 @@
 """The dashboard with the Django test client: scope, filters, keyset, 400s, CSP,
 query counts, hostile content, triage requests and Microsoft staff sign-in."""
 
+import re
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -12,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from partnerportal.models import StaffIdentity
-from tenants import keyset, selectors, triage
+from tenants import keyset, selectors, services, triage
 from tenants.models import Alert, AlertChange, Customer, TriageAction
 from tests.factories import (
     AlertFactory,
@@ -164,6 +165,14 @@ def test_queue_hides_duplicates_and_filters_by_everything(client, world, analyst
     # % and _ are no wildcards: punctuation only separates words.
     assert titles(q="e3b0c44298fc%") == {"Assigned high"}
     assert titles(q="e3b0_c44298fc") == set()
+    # Beside a search, the other filters are spelled `= ANY(...)` (EqualsAny).
+    assert titles(q="encoded command", severity=["high", "low"]) == {
+        "Assigned high",
+        "Old resolved low",
+    }
+    assert titles(q="encoded command", status="resolved") == {"Old resolved low"}
+    assert titles(q="encoded command", status=["new", "resolved"]) == everything
+    assert titles(q="encoded command", source="graph") == set()
 
 
 def test_queue_search_finds_whole_words_and_word_starts(client, analyst):
@@ -244,6 +253,29 @@ def test_search_asks_the_index_for_rare_words_and_checks_the_phrase(
     assert {a.title for a in response.context["page"].alerts} == {"Alert 12"}
     response = client.get(reverse("tenants:queue"), {"q": "0017.ws"})
     assert {a.title for a in response.context["page"].alerts} == {"Reversed"}
+    # Postgres checks the status and severity before the phrase, which then reads
+    # only the rows they let through.
+    with CaptureQueriesContext(connection) as queries:
+        client.get(
+            reverse("tenants:queue"),
+            {"q": "WS-0017.corp", "status": "new", "severity": "high"},
+        )
+    (rows,) = [q["sql"] for q in queries.captured_queries if "LIMIT 51" in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + rows)
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    checks = re.search(r"Filter: (.*ts_match_vq.*)", plan)[1]
+    assert checks.index("ANY") < checks.index("ts_match_vq"), plan
+
+
+def test_alarms_are_shared_between_pages_but_a_new_one_shows_at_once(client, analyst):
+    client.force_login(analyst)
+    message = "The portal credential expired (AADSTS7000222)"
+    assert message not in client.get(reverse("tenants:queue")).content.decode()
+    services.raise_partner_credential_alarm(message=message)
+    assert message in client.get(reverse("tenants:queue")).content.decode()
+    services.clear_partner_credential_alarm()
+    assert message not in client.get(reverse("tenants:queue")).content.decode()
 
 
 def test_a_search_word_without_letters_or_digits_is_a_clear_400(client, analyst):
