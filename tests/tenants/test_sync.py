@@ -457,6 +457,11 @@ def test_a_source_out_of_quota_yields_without_waiting(tenant, emulator):
     assert state.last_error == ""
 
 
+LONG_COLUMNS = importlib.import_module(
+    "tenants.migrations.0012_alert_text_columns_lz4"
+).COLUMNS
+
+
 def test_payloads_are_compressed_with_lz4_where_the_server_has_it(db):
     has_lz4 = importlib.import_module(
         "tenants.migrations.0010_raw_payloads_lz4"
@@ -473,3 +478,10 @@ def test_payloads_are_compressed_with_lz4_where_the_server_has_it(db):
             ("tenants_alert", "l"),
             ("tenants_incident", "l"),
         ]
+        # And an alert's other long columns (0012).
+        cursor.execute(
+            "SELECT attname, attcompression FROM pg_attribute"
+            " WHERE attrelid = 'tenants_alert'::regclass AND attname = ANY(%s)",
+            [list(LONG_COLUMNS)],
+        )
+        assert dict(cursor.fetchall()) == dict.fromkeys(LONG_COLUMNS, "l")
