@@ -244,6 +244,8 @@ def handle(world, request: Request, parts: list[str]) -> Response:
             request.args.get("tenant"),
             request.args.get("source"),
         )
+    if route == "render-ahead" and method == "POST":
+        return _world_call(world, "render_ahead", body.get("max_mb", 1024))
     if route == "stats" and method == "GET":
         return _world_call(world, "stats")
     if route == "stats" and method == "DELETE":

@@ -434,6 +434,26 @@ class World:
                 }
             raise ValueError(f"unknown source {source!r}")
 
+    def render_ahead(self, max_mb: int) -> dict[str, int]:
+        """Renders every Defender for Endpoint alert, as list pages serve it (with
+        evidence), into the render cache, whose bound becomes ``max_mb``: a backlog
+        served from stored documents, as Microsoft's servers serve theirs. For
+        benchmarks, where the emulator shares the machine with what is measured;
+        an alert that changes afterwards is rendered again when served."""
+        from emulator.apis.mde import render_alert
+
+        if not 1 <= int(max_mb) <= 16384:
+            raise ValueError("max_mb must be between 1 and 16384")
+        with self.lock:
+            self.rendered.max_bytes = int(max_mb) * 1024 * 1024
+            count = 0
+            for tenant_id in list(self.tenants):
+                for alert in self.stream(tenant_id).alerts:
+                    if alert.source == "mde":
+                        self.rendered.fetch(alert, render_alert, True)
+                        count += 1
+            return {"alerts": count, "bytes": self.rendered.size}
+
     def update_random_alerts(self, n: int, tenant_id: str | None = None) -> int:
         """Move ``n`` random alerts one step along New -> InProgress -> Resolved (or
         add a comment), now, in already-generated streams (or ``tenant_id``'s).

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
@@ -137,3 +138,23 @@ def test_the_render_cache_keeps_within_its_bound_dropping_the_least_recent():
     assert alerts[0] in kept and alerts[1] not in kept
     assert kept[-2:] == [alerts[-1], alerts[0]]
     assert 0 < len(kept) < len(alerts)
+
+
+def test_render_ahead_serves_the_same_pages_from_the_cache():
+    world = make_world(backlog_per_tenant=300)
+    tenant = first_tenant(world)
+    tok = token(world, tenant, "mde")
+    cold = call(world, "GET", ALERTS, tok, EVIDENCE).text
+    fresh = make_world(backlog_per_tenant=300)
+    done = fresh.render_ahead(256)
+    mde_alerts = sum(
+        a.source == "mde" for tid in fresh.tenants for a in fresh.stream(tid).alerts
+    )
+    assert done["alerts"] == mde_alerts > 0
+    assert len(fresh.rendered.entries) == mde_alerts
+    assert fresh.rendered.max_bytes == 256 * 1024 * 1024
+    warm = call(fresh, "GET", ALERTS, token(fresh, tenant, "mde"), EVIDENCE).text
+    assert warm == cold
+    assert len(fresh.rendered.entries) == mde_alerts  # served, nothing rendered anew
+    with pytest.raises(ValueError):
+        fresh.render_ahead(0)
