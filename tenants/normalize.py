@@ -64,6 +64,12 @@ def parse_time(value: Any) -> datetime | None:
             return None
     if not isinstance(value, str):
         return None
+    if len(value) >= 20 and value[-1] == "Z" and value[10] == "T" and value[19] in ".Z":
+        # What the APIs send (2024-05-01T10:20:30.1234567Z), read in C: Z is UTC.
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass  # the strict reading below decides
     value = value.strip()
     match = _ISO.match(value)
     if match is None:
