@@ -970,7 +970,8 @@ def _insert_alerts(tenant_pk: int, rows: list[dict[str, Any]]) -> list[Written]:
     if not rows:
         return []
     names = [name for name, _ in _ALERT_COLUMNS]
-    columns = ["id", "code", "tenant_id", *names, "first_seen_at", "last_synced_at"]
+    # No code: the column's default (gen_random_uuid()) makes it.
+    columns = ["id", "tenant_id", *names, "first_seen_at", "last_synced_at"]
     with connection.cursor() as cursor:
         raw_cursor = cursor.cursor
         raw_cursor.execute(
@@ -990,7 +991,6 @@ def _insert_alerts(tenant_pk: int, rows: list[dict[str, Any]]) -> list[Written]:
                 copy.write_row(
                     [
                         pk,
-                        uuid.uuid4(),
                         tenant_pk,
                         *[
                             _dumps_json(row[name])

@@ -187,6 +187,9 @@ def test_first_sync_equals_the_ground_truth_and_links_duplicates(tenant, emulato
     linked = Alert.objects.filter(tenant=tenant, source="mde", incident__isnull=False)
     assert linked.count() == mde.count()
     assert set(linked.values_list("incident__source", flat=True)) == {"xdr"}
+    # Each alert has a code of its own, made by the database's default.
+    codes = list(Alert.objects.filter(tenant=tenant).values_list("code", flat=True))
+    assert None not in codes and len(set(codes)) == len(codes)
 
 
 def test_run_twice_same_result(tenant, emulator):
