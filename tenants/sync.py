@@ -54,7 +54,8 @@ import orjson
 import redis
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import BooleanField, Exists, OuterRef, Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from tenants import microsoft, normalize, search, services
@@ -949,19 +950,29 @@ def upsert_alerts(
 
 
 def _stored_alert_keys(tenant_pk: int, rows: list[dict[str, Any]]) -> set[tuple]:
-    """The (source, provider id) of `rows` this tenant already has."""
+    """The (source, provider id) of `rows` this tenant already has.
+
+    A page's keys go as one JSON text parameter (so do the ids and keys of
+    `link_alerts`): psycopg binds on the client here, and writes a list out value by
+    value in Python, 2,000 of them on every page; one string is escaped in C."""
+    wanted = {(r["source"], r["provider_id"]) for r in rows}
     with connection.cursor() as cursor:
+        # = ANY(ARRAY(...)): an array the unique index is read with, one lookup a
+        # key (a join with the JSON's elements guesses 100 rows, and may read all
+        # of the tenant's keys instead).
         cursor.execute(
             """
-            SELECT a.source, a.provider_id
-            FROM unnest(%s::text[], %s::text[]) AS k(source, provider_id)
-            JOIN tenants_alert a
-              ON a.tenant_id = %s AND a.source = k.source
-             AND a.provider_id = k.provider_id
+            SELECT source, provider_id FROM tenants_alert
+            WHERE tenant_id = %s AND source = ANY(%s)
+              AND provider_id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))
             """,
-            [[r["source"] for r in rows], [r["provider_id"] for r in rows], tenant_pk],
+            [
+                tenant_pk,
+                sorted({source for source, _ in wanted}),
+                _dumps_json(sorted({pid for _, pid in wanted})),
+            ],
         )
-        return set(cursor.fetchall())
+        return wanted.intersection(cursor.fetchall())
 
 
 def _insert_alerts(tenant_pk: int, rows: list[dict[str, Any]]) -> list[Written]:
@@ -1166,12 +1177,14 @@ def link_alerts(
                     JOIN tenants_incident i
                       ON i.tenant_id = a2.tenant_id AND i.source IN ('xdr', 'graph')
                      AND i.provider_id = a2.incident_provider_id
-                    WHERE a2.id = ANY(%s) AND a2.incident_provider_id <> ''
+                    WHERE a2.id = ANY(ARRAY(
+                        SELECT value::bigint FROM json_array_elements_text(%s::json)
+                    )) AND a2.incident_provider_id <> ''
                     ORDER BY a2.id, (i.source = 'xdr') DESC
                 ) m
                 WHERE a.id = m.alert_id AND a.incident_id IS DISTINCT FROM m.incident_id
                 """,
-                [alert_ids],
+                [_dumps_json(alert_ids)],
             )
         if incident_ids:
             cursor.execute(
@@ -1196,7 +1209,15 @@ def _link_duplicates(tenant_pk: int, written: list[Written]) -> None:
     keys = {w.provider_id for w in written if w.source != "mcas"}
     origins = {w.origin for w in written if w.source != "mcas" and w.origin}
     mcas_ids = {w.provider_id for w in written if w.source == "mcas"}
-    group_filter = Q(source__in=("mde", "graph", "xdr"), provider_id__in=keys)
+    # = ANY(ARRAY(...)): an array the planner reads the unique index with, where
+    # IN (SELECT ...) guesses 100 rows and may read the whole tenant.
+    group_filter = Q(source__in=("mde", "graph", "xdr")) & Q(
+        RawSQL(
+            "provider_id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))",
+            [_dumps_json(sorted(keys))],
+            output_field=BooleanField(),
+        )
+    )
     if origins:
         group_filter |= Q(source="mcas", provider_id__in=origins)
     if mcas_ids:
