@@ -628,6 +628,10 @@ def _lag_words(moment, now) -> str:
     return f"{timesince(moment, now)} ago"
 
 
+# A tenant in these states syncs nothing, whatever its sources last looked like.
+HALTED = (Tenant.State.REVOKED, Tenant.State.FAILING)
+
+
 def _source_health(tenant: Tenant, now) -> list[SourceHealth]:
     caps = {c.source: c for c in tenant.capabilities.all()}
     syncs = {s.source: s for s in tenant.syncs.all()}
@@ -635,7 +639,9 @@ def _source_health(tenant: Tenant, now) -> list[SourceHealth]:
     for value, label in Capability.Source.choices:
         cap, sync = caps.get(value), syncs.get(value)
         problem = ""
-        if cap is not None and cap.status != Capability.Status.OK:
+        if tenant.state in HALTED:
+            problem = f"Not syncing: {tenant.get_state_display().lower()}"
+        elif cap is not None and cap.status != Capability.Status.OK:
             if cap.status != Capability.Status.NOT_CONFIGURED:
                 problem = cap.detail or cap.get_status_display()
         elif sync is not None:
@@ -685,7 +691,15 @@ def tenant_health(*, user) -> list[TenantProblem]:
         .order_by("customer__name", "display_name")
     )
     rows = [_tenant_problems(t, now) for t in tenants]
-    rows.sort(key=lambda r: (r.ok, r.tenant.customer.name, str(r.tenant)))
+    # Revoked and failing tenants first, then any other problem, then the rest.
+    rows.sort(
+        key=lambda r: (
+            r.tenant.state not in HALTED,
+            r.ok,
+            r.tenant.customer.name,
+            str(r.tenant),
+        )
+    )
     return rows
 
 

@@ -205,7 +205,11 @@ def incident_detail(request: HttpRequest, code) -> HttpResponse:
 @login_required
 def tenant_health(request: HttpRequest) -> HttpResponse:
     rows = selectors.tenant_health(user=request.user)
-    return render(request, "tenants/tenant_health.html", {"rows": rows})
+    return render(
+        request,
+        "tenants/tenant_health.html",
+        {"rows": rows, "halted": selectors.HALTED},
+    )
 
 
 @never_cache

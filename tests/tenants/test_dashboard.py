@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from partnerportal.models import StaffIdentity
 from tenants import keyset, selectors, services, triage
-from tenants.models import Alert, AlertChange, Customer, TriageAction
+from tenants.models import Alert, AlertChange, Customer, Tenant, TriageAction
 from tests.factories import (
     AlertFactory,
     CapabilityFactory,
@@ -568,11 +568,22 @@ def test_health_puts_problems_first_in_plain_words(client, analyst):
         throttled_until=timezone.now() + timedelta(minutes=5),
         last_success_at=timezone.now() - timedelta(minutes=2),
     )
+    # Revoked after its sources were last checked: they read fine, it syncs nothing.
+    revoked = TenantFactory(
+        customer=customer, display_name="mmm-revoked", state=Tenant.State.REVOKED
+    )
+    CapabilityFactory(tenant=revoked)
+    SyncStateFactory(tenant=revoked)
     client.force_login(analyst)
     response = client.get(reverse("tenants:tenant_health"))
     rows = response.context["rows"]
-    assert [str(r.tenant) for r in rows] == ["zzz-bad", "aaa-good"]
-    assert "Throttled by Microsoft until" in response.content.decode()
+    assert [str(r.tenant) for r in rows] == ["mmm-revoked", "zzz-bad", "aaa-good"]
+    page = response.content.decode()
+    assert "Throttled by Microsoft until" in page
+    assert rows[0].sources and all(
+        s.problem == "Not syncing: consent revoked" for s in rows[0].sources
+    )
+    assert "(last check)" in page
 
 
 def test_overview_draws_the_chart_as_inline_svg(client, world, analyst):
