@@ -10,7 +10,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from tenants import microsoft, triage
-from tenants.models import Alert, TriageAction
+from tenants.models import Alert, Tenant, TriageAction
 from tests.browser import chromium, requires_chromium, screenshot
 from tests.conftest import WorkerProcess
 from tests.factories import (
@@ -120,7 +120,13 @@ def soc(emulator):
         portal_url="javascript:alert(3)",
         raw={"title": HOSTILE},
     )
-    return {"analyst": analyst, "alerts": made, "hostile": hostile, "info": info}
+    return {
+        "analyst": analyst,
+        "alerts": made,
+        "hostile": hostile,
+        "info": info,
+        "customer": customer,
+    }
 
 
 def watch(page) -> list[str]:
@@ -262,11 +268,20 @@ def test_hostile_alert_runs_no_script_and_the_admin_works_under_the_csp(portal, 
 
 def test_health_and_overview(portal, soc):
     base, browser = portal
+    revoked = TenantFactory(
+        customer=soc["customer"],
+        display_name="contoso-old.example",
+        state=Tenant.State.REVOKED,
+    )
+    CapabilityFactory(tenant=revoked)
+    SyncStateFactory(tenant=revoked)
     page = sign_in(browser, base)
     page.goto(f"{base}/health")
-    first = page.locator("#health-table tbody").first
-    assert "contoso-labs.example" in first.inner_text()
-    assert "server error" in first.inner_text()
+    blocks = page.locator("#health-table tbody")
+    assert "contoso-old.example" in blocks.nth(0).inner_text()
+    assert "Not syncing: consent revoked" in blocks.nth(0).inner_text()
+    assert "contoso-labs.example" in blocks.nth(1).inner_text()
+    assert "server error" in blocks.nth(1).inner_text()
     screenshot(page, "dashboard-tenant-health")
     page.goto(f"{base}/overview")
     assert page.locator("#new-alerts-chart rect").count() == 14
