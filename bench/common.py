@@ -38,6 +38,22 @@ with run_emulator(sys.argv[1], **options) as emu:
 """
 
 
+def settle(cursor, timeout: float = 120) -> None:
+    """Writes out dirty pages and waits (bounded) for autovacuum to leave this
+    database, so that a timing that follows pays only for itself."""
+    cursor.execute("CHECKPOINT")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'autovacuum worker'"
+        )
+        if not cursor.fetchone()[0]:
+            break
+        time.sleep(1)
+    cursor.execute("CHECKPOINT")
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 

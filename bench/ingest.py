@@ -29,27 +29,12 @@ from common import (
     log,
     portal_environment,
     purge_queue,
+    settle,
     setup_django,
     verify_tenants,
 )
 
 MB = 1024 * 1024
-
-
-def _settle(cursor, timeout: float = 120) -> None:
-    """Writes out dirty pages and waits (bounded) for autovacuum to leave this
-    database, so that a timing that follows pays only for itself."""
-    cursor.execute("CHECKPOINT")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND backend_type = 'autovacuum worker'"
-        )
-        if not cursor.fetchone()[0]:
-            break
-        time.sleep(1)
-    cursor.execute("CHECKPOINT")
 
 
 def main() -> None:
@@ -164,7 +149,7 @@ def main() -> None:
             with raw.cursor() as cursor:
                 cursor.execute("DROP TABLE IF EXISTS bench_copy")
                 cursor.execute(f"CREATE TABLE bench_copy (doc {definition})")
-                _settle(cursor)
+                settle(cursor)
                 load = os.getloadavg()[0]
                 copy_started = time.monotonic()
                 with cursor.copy("COPY bench_copy (doc) FROM STDIN") as copy:
