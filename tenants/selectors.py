@@ -590,7 +590,9 @@ def export_queue(*, user, filters: dict, limit: int = 10_000) -> QuerySet[Alert]
         customer = get_customer(user=user, code=filters["customer"])
     alerts = _filtered_alerts(user=user, filters=filters, customer=customer)
     if filters.get("severity"):
-        alerts = alerts.filter(severity__in=filters["severity"])
+        alerts = alerts.filter(
+            _one_of("severity", filters["severity"], searching=bool(filters.get("q")))
+        )
     alerts, order = _sorted(alerts, filters.get("sort") or "-updated")
     return (
         alerts.select_related("tenant__customer")
