@@ -20,14 +20,18 @@ def has_lz4(cursor) -> bool:
     return bool(row and row[0])
 
 
-def compress_with(method: str):
+def compress_with(method: str, columns=tuple((table, "raw") for table in TABLES)):
+    """A migration step: `method` for each (table, column); lz4 only where the
+    server has it (0012 uses it too)."""
+
     def apply(apps, schema_editor):
         with schema_editor.connection.cursor() as cursor:
             if method == "lz4" and not has_lz4(cursor):
                 return
-            for table in TABLES:
+            for table, column in columns:
                 cursor.execute(
-                    f'ALTER TABLE "{table}" ALTER COLUMN "raw" SET COMPRESSION {method}'
+                    f'ALTER TABLE "{table}" ALTER COLUMN "{column}"'
+                    f" SET COMPRESSION {method}"
                 )
 
     return apply

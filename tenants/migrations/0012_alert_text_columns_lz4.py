@@ -20,21 +20,10 @@ COLUMNS = (
     "search_vector",
 )
 
-has_lz4 = importlib.import_module("tenants.migrations.0010_raw_payloads_lz4").has_lz4
-
-
-def compress_with(method: str):
-    def apply(apps, schema_editor):
-        with schema_editor.connection.cursor() as cursor:
-            if method == "lz4" and not has_lz4(cursor):
-                return
-            for column in COLUMNS:
-                cursor.execute(
-                    f'ALTER TABLE "tenants_alert" ALTER COLUMN "{column}"'
-                    f" SET COMPRESSION {method}"
-                )
-
-    return apply
+compress_with = importlib.import_module(
+    "tenants.migrations.0010_raw_payloads_lz4"
+).compress_with
+ALERT_COLUMNS = tuple(("tenants_alert", column) for column in COLUMNS)
 
 
 class Migration(migrations.Migration):
@@ -43,5 +32,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(compress_with("lz4"), compress_with("default")),
+        migrations.RunPython(
+            compress_with("lz4", ALERT_COLUMNS), compress_with("default", ALERT_COLUMNS)
+        ),
     ]
