@@ -949,23 +949,25 @@ def upsert_alerts(
     return len(written) + again, updated, written + changed
 
 
-def _stored_alert_keys(tenant_pk: int, rows: list[dict[str, Any]]) -> set[tuple]:
-    """The (source, provider id) of `rows` this tenant already has.
+# A page's worth of values (keys, ids) as one JSON text parameter, `= ANY` of this
+# array: psycopg binds on the client here and writes a list parameter out value by
+# value in Python, 2,000 of them on every page, where one string is escaped in C.
+# An array, not a join with the JSON's elements or IN (SELECT ...): the planner
+# guesses those at 100 rows and may read all of a tenant's alerts instead of one
+# index lookup a value.
+_JSON_ARRAY = "ARRAY(SELECT json_array_elements_text(%s::json))"
 
-    A page's keys go as one JSON text parameter (so do the ids and keys of
-    `link_alerts`): psycopg binds on the client here, and writes a list out value by
-    value in Python, 2,000 of them on every page; one string is escaped in C."""
+
+def _stored_alert_keys(tenant_pk: int, rows: list[dict[str, Any]]) -> set[tuple]:
+    """The (source, provider id) of `rows` this tenant already has."""
     wanted = {(r["source"], r["provider_id"]) for r in rows}
     with connection.cursor() as cursor:
-        # = ANY(ARRAY(...)): an array the unique index is read with, one lookup a
-        # key (a join with the JSON's elements guesses 100 rows, and may read all
-        # of the tenant's keys instead).
         cursor.execute(
-            """
+            f"""
             SELECT source, provider_id FROM tenants_alert
             WHERE tenant_id = %s AND source = ANY(%s)
-              AND provider_id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))
-            """,
+              AND provider_id = ANY({_JSON_ARRAY})
+            """,  # noqa: S608 - a constant of this module
             [
                 tenant_pk,
                 sorted({source for source, _ in wanted}),
@@ -1169,7 +1171,7 @@ def link_alerts(
     with connection.cursor() as cursor:
         if alert_ids:
             cursor.execute(
-                """
+                f"""
                 UPDATE tenants_alert a SET incident_id = m.incident_id
                 FROM (
                     SELECT DISTINCT ON (a2.id) a2.id AS alert_id, i.id AS incident_id
@@ -1177,13 +1179,12 @@ def link_alerts(
                     JOIN tenants_incident i
                       ON i.tenant_id = a2.tenant_id AND i.source IN ('xdr', 'graph')
                      AND i.provider_id = a2.incident_provider_id
-                    WHERE a2.id = ANY(ARRAY(
-                        SELECT value::bigint FROM json_array_elements_text(%s::json)
-                    )) AND a2.incident_provider_id <> ''
+                    WHERE a2.id = ANY({_JSON_ARRAY}::bigint[])
+                      AND a2.incident_provider_id <> ''
                     ORDER BY a2.id, (i.source = 'xdr') DESC
                 ) m
                 WHERE a.id = m.alert_id AND a.incident_id IS DISTINCT FROM m.incident_id
-                """,
+                """,  # noqa: S608 - a constant of this module
                 [_dumps_json(alert_ids)],
             )
         if incident_ids:
@@ -1209,11 +1210,9 @@ def _link_duplicates(tenant_pk: int, written: list[Written]) -> None:
     keys = {w.provider_id for w in written if w.source != "mcas"}
     origins = {w.origin for w in written if w.source != "mcas" and w.origin}
     mcas_ids = {w.provider_id for w in written if w.source == "mcas"}
-    # = ANY(ARRAY(...)): an array the planner reads the unique index with, where
-    # IN (SELECT ...) guesses 100 rows and may read the whole tenant.
     group_filter = Q(source__in=("mde", "graph", "xdr")) & Q(
-        RawSQL(
-            "provider_id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))",
+        RawSQL(  # noqa: S611 - a constant of this module; the keys are a parameter
+            f"provider_id = ANY({_JSON_ARRAY})",
             [_dumps_json(sorted(keys))],
             output_field=BooleanField(),
         )
