@@ -372,6 +372,15 @@ def _filtered_alerts(*, user, filters: dict, customer) -> QuerySet[Alert]:
     return alerts
 
 
+def _with_severity(alerts: QuerySet[Alert], filters: dict) -> QuerySet[Alert]:
+    """`alerts` (see _filtered_alerts) narrowed by the severity filter, if any."""
+    if not filters.get("severity"):
+        return alerts
+    return alerts.filter(
+        _one_of("severity", filters["severity"], searching=bool(filters.get("q")))
+    )
+
+
 def list_queue(*, user, filters: dict) -> QueuePage:
     """One page of the unified queue for `user` with the severity counts of the same
     filter; a customer filter outside the user's scope is a 404."""
@@ -380,12 +389,7 @@ def list_queue(*, user, filters: dict) -> QueuePage:
         customer = get_customer(user=user, code=filters["customer"])
     base = _filtered_alerts(user=user, filters=filters, customer=customer)
     sort = filters.get("sort") or "-updated"
-    alerts = base
-    if filters.get("severity"):
-        alerts = alerts.filter(
-            _one_of("severity", filters["severity"], searching=bool(filters.get("q")))
-        )
-    alerts, order = _sorted(alerts, sort)
+    alerts, order = _sorted(_with_severity(base, filters), sort)
     if filters.get("after"):
         columns = [*keyset.SORT_KEYS[sort], "id"]
         op = ">" if sort == "updated" else "<"
@@ -589,11 +593,9 @@ def export_queue(*, user, filters: dict, limit: int = 10_000) -> QuerySet[Alert]
     if filters.get("customer"):
         customer = get_customer(user=user, code=filters["customer"])
     alerts = _filtered_alerts(user=user, filters=filters, customer=customer)
-    if filters.get("severity"):
-        alerts = alerts.filter(
-            _one_of("severity", filters["severity"], searching=bool(filters.get("q")))
-        )
-    alerts, order = _sorted(alerts, filters.get("sort") or "-updated")
+    alerts, order = _sorted(
+        _with_severity(alerts, filters), filters.get("sort") or "-updated"
+    )
     return (
         alerts.select_related("tenant__customer")
         .defer(*QUEUE_DEFERRED)
