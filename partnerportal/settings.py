@@ -141,7 +141,7 @@ else:
 # Short-lived shared values (the queue's severity counts); keys name the database.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "partnerportal.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "portal",
     }

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 UNREACHABLE = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "partnerportal.cache.RedisCache",
         "LOCATION": "redis://127.0.0.1:1/0",
     }
 }
@@ -58,3 +58,12 @@ def test_a_cached_copy_lives_at_most_a_few_minutes(client, settings):
     key = cache.make_key(store.cache_key)
     ttl = redis.Redis.from_url(settings.REDIS_URL).ttl(key)
     assert 0 < ttl <= sessions.CACHED_FOR
+
+
+def test_the_cache_reuses_one_redis_client(settings):
+    """Django builds a redis client per cache call; ours keeps one per pool."""
+    client = cache._cache.get_client()
+    assert cache._cache.get_client() is client
+    cache.set("one-client", 1, 5)
+    assert cache.get("one-client") == 1
+    assert cache._cache.get_client(write=True) is client  # one server: one pool
