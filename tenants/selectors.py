@@ -19,7 +19,6 @@ from django.db.models import (
     Case,
     CharField,
     Count,
-    DateTimeField,
     F,
     Func,
     IntegerField,
@@ -396,14 +395,20 @@ def list_queue(*, user, filters: dict) -> QueuePage:
         alerts = alerts.filter(
             keyset.RowCompare([F(c) for c in columns], op, filters["after"])
         )
-    rows = _queue_rows(_one_page(alerts, order), ranked=sort == "severity")
+    rows = _queue_rows(alerts, order)
     next_cursor = None
     if len(rows) > QUEUE_PAGE_SIZE:
         rows = rows[:QUEUE_PAGE_SIZE]
         next_cursor = keyset.encode(sort, rows[-1])
-    stale, stale_total = _shared_stale_tenants(user=user, customer=customer)
+    scope = _scope(user)
+    stale, stale_total = _shared_stale_tenants(
+        user=user, scope=scope, customer=customer
+    )
     counts, counts_as_of = _severity_counts(
-        base, selected=filters.get("severity") or [], searching=bool(filters.get("q"))
+        base,
+        names=(scope, *_filter_names(user, filters, customer)),
+        selected=filters.get("severity") or [],
+        searching=bool(filters.get("q")),
     )
     return QueuePage(
         alerts=rows,
@@ -416,42 +421,31 @@ def list_queue(*, user, filters: dict) -> QueuePage:
     )
 
 
-def _one_page(alerts: QuerySet, order: list) -> QuerySet:
-    """`alerts`' first QUEUE_PAGE_SIZE + 1 in `order`, chosen without the joins the
-    rows show: Postgres joins tenant and customer names to this page's rows only, not
-    to every match before the sort (a search can match thousands)."""
-    chosen = alerts.order_by(*order).values("pk")[: QUEUE_PAGE_SIZE + 1]
-    page = Alert.objects.filter(pk__in=chosen)
-    if "-severity_rank" in order:
-        page = page.annotate(severity_rank=severity_rank())
-    return page.order_by(*order)
-
-
-class NaiveUTC(Func):
-    """`column AT TIME ZONE 'UTC'`: a timestamptz read as a naive UTC timestamp, which
-    psycopg parses in C. Django reads timestamptz with a pure-Python loader (Django
-    ticket #36960): about 10 µs a value, 1.5 ms for the 3 times of 51 rows."""
-
-    template = "(%(expressions)s AT TIME ZONE 'UTC')"
-    output_field = DateTimeField()
-
-
-_ROW_COLUMNS = (
-    "pk",
-    "code",
-    "title",
-    "severity",
-    "status",
-    "source",
-    "category",
-    "assigned_to",
-    NaiveUTC("created_at_source"),
-    NaiveUTC("updated_at_source"),
-    NaiveUTC("first_seen_at"),
-    "tenant__display_name",
-    "tenant__tenant_id",
-    "tenant__customer__name",
-)
+# The page's rows, read around the ids the filtered query chose: Postgres joins tenant
+# and customer names to these rows only, not to every match before the sort (a search
+# can match thousands). Times are read as naive UTC timestamps, which psycopg parses in
+# C; Django reads timestamptz with a pure-Python loader (Django ticket #36960), about
+# 10 us a value. Written out rather than as `pk__in=<subquery>`: Django clones and
+# relabels the whole inner query for that, which cost more than running it.
+_ROW_SQL = """
+    SELECT a.id, a.code, a.title, a.severity, a.status, a.source, a.category,
+           a.assigned_to, a.created_at_source AT TIME ZONE 'UTC',
+           a.updated_at_source AT TIME ZONE 'UTC', a.first_seen_at AT TIME ZONE 'UTC',
+           t.display_name, t.tenant_id, c.name{rank}
+    FROM ({chosen}) AS page
+    JOIN tenants_alert a ON a.id = page.pk
+    JOIN tenants_tenant t ON t.id = a.tenant_id
+    JOIN tenants_customer c ON c.id = t.customer_id
+    ORDER BY {order}
+"""
+# The sort orders of `_sorted`, spelled for _ROW_SQL.
+_ROW_ORDER = {
+    "-severity_rank": "page.severity_rank DESC",
+    "-updated_at_source": "a.updated_at_source DESC",
+    "updated_at_source": "a.updated_at_source",
+    "-id": "a.id DESC",
+    "id": "a.id",
+}
 _SEVERITY_LABELS = dict(Severity.choices)
 _STATUS_LABELS = dict(AlertStatus.choices)
 _SOURCE_LABELS = dict(Alert.Source.choices)
@@ -459,15 +453,30 @@ _SOURCE_LABELS = dict(Alert.Source.choices)
 _URL_PLACEHOLDER = UUID(int=0)
 
 
-def _queue_rows(alerts: QuerySet, *, ranked: bool) -> list[QueueRow]:
-    """The page's rows: only the columns the table shows, as plain tuples."""
-    columns = (*_ROW_COLUMNS, "severity_rank") if ranked else _ROW_COLUMNS
+def _queue_rows(alerts: QuerySet, order: list) -> list[QueueRow]:
+    """The first QUEUE_PAGE_SIZE + 1 of `alerts` in `order` (see _sorted): only the
+    columns the table shows, as plain tuples."""
+    ranked = "-severity_rank" in order
+    chosen = alerts.order_by(*order).values(
+        "pk", *(["severity_rank"] if ranked else [])
+    )[: QUEUE_PAGE_SIZE + 1]
+    chosen_sql, params = chosen.query.sql_with_params()
+    # Only this module's constants and Django's own SQL of the filter (its values
+    # are parameters) are formatted in.
+    sql = _ROW_SQL.format(
+        chosen=chosen_sql,
+        rank=", page.severity_rank" if ranked else "",
+        order=", ".join(_ROW_ORDER[name] for name in order),
+    )
     url = reverse("tenants:alert_detail", kwargs={"code": _URL_PLACEHOLDER})
     placeholder = str(_URL_PLACEHOLDER)
     now = timezone.now()
     shown_in = timezone.get_current_timezone()
     rows = []
-    for values in alerts.values_list(*columns):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    for values in found:
         (pk, code, title, severity, status, source, category, assigned_to) = values[:8]
         created, updated, first_seen = (
             None if moment is None else moment.replace(tzinfo=UTC)
@@ -524,18 +533,32 @@ def _sorted(alerts: QuerySet, sort: str) -> tuple[QuerySet, list]:
 _SEVERITY_STAND_IN = "\x00severity"
 
 
+def _filter_names(user, filters: dict, customer) -> tuple:
+    """Everything of the filter the severity counts depend on (see _filtered_alerts):
+    not the severity they facet over, nor the sort or the page."""
+    names = (
+        customer and customer.pk,
+        tuple(filters.get("status") or ()),
+        tuple(filters.get("source") or ()),
+        (filters.get("category") or "").lower(),
+        filters.get("assigned") or "",
+        filters.get("range") or "",
+        tuple(filters.get("q") or ()),
+    )
+    if filters.get("assigned") == "me":
+        names += (user.email, user.get_username())
+    return names
+
+
 def _severity_counts(
-    alerts: QuerySet, *, selected: list[str], searching: bool
+    alerts: QuerySet, *, names: tuple, selected: list[str], searching: bool
 ) -> tuple[list[SeverityCount], datetime]:
     """Counts per severity of `alerts` and when they were counted: shared for
-    COUNTS_TTL seconds by every request of the same filter and scope (the queue
-    polls every 15 s per open tab), so the page says "as of" that time."""
-    # The SQL names the scope (the user's id) and every filter value; one column is
-    # enough for that and compiles in a fraction of the time of every column.
-    sql, params = alerts.order_by().values("pk").query.sql_with_params()
+    COUNTS_TTL seconds by every request of the same filter and scope (`names`; the
+    queue polls every 15 s per open tab), so the page says "as of" that time."""
     counts, as_of = _shared(
         "queue-counts",
-        (searching, sql, params),
+        names,
         lambda: (_count_severities(alerts, searching=searching), timezone.now()),
     )
     return [
@@ -735,24 +758,29 @@ def list_stale_tenants(
     return [_tenant_problems(t, now) for t in found[:limit]], total
 
 
+def _scope(user) -> str:
+    """Which alerts `user` sees, as a cache key: every customer's for superusers,
+    else the ids of the customers they see. A key names these customers, not the
+    user: a change of assignment is a new key, so nobody is shown anything outside
+    their scope from the cache."""
+    if user.is_active and user.is_superuser:
+        return "all"
+    return ",".join(
+        map(
+            str,
+            Customer.objects.visible_to(user)
+            .order_by("pk")
+            .values_list("pk", flat=True),
+        )
+    )
+
+
 def _shared_stale_tenants(
-    *, user, customer: Customer | None
+    *, user, scope: str, customer: Customer | None
 ) -> tuple[list[TenantProblem], int]:
     """`list_stale_tenants` for the queue, shared for COUNTS_TTL seconds by every
-    request of the same scope (the queue polls every 15 s per open tab). The key
-    names the customers the user sees, not the user: a change of assignment is a new
-    key, so nobody is shown a tenant outside their scope from the cache."""
-    if user.is_superuser:
-        scope = "all"
-    else:
-        scope = ",".join(
-            map(
-                str,
-                Customer.objects.visible_to(user)
-                .order_by("pk")
-                .values_list("pk", flat=True),
-            )
-        )
+    request of the same scope (see _scope; the queue polls every 15 s per open
+    tab)."""
     return _shared(
         "queue-stale",
         (scope, customer and customer.pk),

@@ -305,6 +305,58 @@ def test_queue_counts_by_severity_for_the_current_filter(client, world, analyst)
     assert {c.severity: c.count for c in response.context["page"].counts}["low"] == 1
 
 
+@pytest.mark.parametrize(
+    "narrowing",
+    [
+        {"status": "resolved"},
+        {"source": "graph"},
+        {"category": "ransomware"},
+        {"assigned": "me"},
+        {"assigned": "unassigned"},
+        {"range": "24h"},
+        {"q": "needle"},
+        {"customer": "second"},
+    ],
+)
+def test_shared_severity_counts_follow_every_filter(client, analyst, narrowing):
+    """The counts are shared for a few seconds by requests of the same filter: a
+    request with one more filter must not be answered with the wider filter's."""
+    first = CustomerFactory(staff=[analyst])
+    second = CustomerFactory(staff=[analyst])
+    AlertFactory.create_batch(2, tenant=TenantFactory(customer=first), severity="high")
+    AlertFactory(
+        tenant=TenantFactory(customer=second),
+        severity="high",
+        status="resolved",
+        source="graph",
+        category="Ransomware",
+        assigned_to=analyst.email,
+        title="needle in the haystack",
+        updated_at_source=timezone.now() - timedelta(hours=1),
+    )
+    AlertFactory.create_batch(
+        2,
+        tenant=TenantFactory(customer=first),
+        severity="high",
+        assigned_to="someone@mssp.example",
+        updated_at_source=timezone.now() - timedelta(days=3),
+    )
+    if narrowing.get("customer"):
+        narrowing = {"customer": str(second.code)}
+    client.force_login(analyst)
+
+    def high() -> int:
+        page = client.get(reverse("tenants:queue"), narrowing).context["page"]
+        return {c.severity: c.count for c in page.counts}["high"]
+
+    wide = client.get(reverse("tenants:queue")).context["page"]
+    assert {c.severity: c.count for c in wide.counts}["high"] == 5
+    expected = {"unassigned": 2, "24h": 3}.get(
+        narrowing.get("assigned") or narrowing.get("range"), 1
+    )
+    assert high() == expected
+
+
 @pytest.mark.parametrize("sort", ["-updated", "updated", "severity"])
 def test_keyset_pages_cover_every_alert_exactly_once(client, analyst, sort):
     tenant = TenantFactory(customer=CustomerFactory(staff=[analyst]))
