@@ -116,7 +116,9 @@ def queue(request: HttpRequest) -> HttpResponse:
     context = {"form": form, "page": page}
     if _is_htmx(request):  # the 15-second poll: the results only
         return render(request, partial, context)
-    context["customers"] = selectors.list_customer_choices(user=request.user)
+    context["customers"] = selectors.list_customer_choices(
+        user=request.user, scope=page.scope
+    )
     context["sorts"] = forms.QUEUE_SORTS
     context["ranges"] = forms.QUEUE_RANGES
     return render(request, "tenants/queue.html", context)

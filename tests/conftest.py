@@ -34,6 +34,21 @@ def pytest_unconfigure(config) -> None:
         redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2).delete(TEST_QUEUE)
 
 
+@pytest.fixture(autouse=True)
+def _forget_shared_values() -> Iterator[None]:
+    """The queue shares some results for a few seconds through Redis (counts, menus,
+    alarms; tenants.selectors._shared), keyed by scope: one test's must not answer
+    the next test's requests."""
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+    with contextlib.suppress(redis.RedisError):
+        for key in client.scan_iter(match="portal:*:shared:*", count=1000):
+            client.delete(key)
+    yield
+
+
 class WorkerProcess:
     """A real `celery worker` process consuming from the real Redis broker."""
 

@@ -493,6 +493,22 @@ def test_stale_tenants_shared_between_requests_never_outlive_an_assignment(
     assert stale() == set()  # but never outside the scope
 
 
+def test_customer_menu_is_shared_but_never_outside_the_scope(client, analyst):
+    kept = CustomerFactory(name="Kept Ltd", staff=[analyst])
+    dropped = CustomerFactory(name="Dropped Ltd", staff=[analyst])
+    client.force_login(analyst)
+
+    def menu() -> set[str]:
+        return {name for _code, name in client.get("/queue").context["customers"]}
+
+    assert menu() == {"Kept Ltd", "Dropped Ltd"}
+    kept.name = "Kept Renamed"
+    kept.save()
+    assert menu() == {"Kept Ltd", "Dropped Ltd"}  # shared for a few seconds
+    dropped.staff.remove(analyst)
+    assert menu() == {"Kept Renamed"}  # a new scope is a new menu
+
+
 def test_queue_and_detail_query_counts_are_bounded(
     client, analyst, django_assert_max_num_queries
 ):
