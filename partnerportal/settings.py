@@ -189,7 +189,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
-USE_I18N = True
+# The portal speaks English only: no translation machinery on every page and form.
+USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
