@@ -488,3 +488,27 @@ def test_payloads_are_compressed_with_lz4_where_the_server_has_it(db):
             [list(LONG_COLUMNS)],
         )
         assert dict(cursor.fetchall()) == dict.fromkeys(LONG_COLUMNS, "l")
+
+
+def test_alerts_no_other_source_holds_are_linked_without_reading_them_back(tenant):
+    t0 = timezone.now() - timedelta(hours=1)
+    rows = [alert_row(f"da{i}", t0) for i in range(3)]
+    written = sync.upsert_alerts(tenant.pk, rows)[2]
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        sync.link_alerts(tenant.pk, written=written, incident_ids=[])
+    member_reads = [q for q in queries if '"duplicate_of_id"' in q["sql"]]
+    assert member_reads == [], "a page of alerts alone read its rows back"
+    # Once Graph holds a copy, the copies are linked: the MDE one is the primary.
+    graph = sync.upsert_alerts(tenant.pk, [alert_row("da1", t0, source="graph")])[2]
+    sync.link_alerts(tenant.pk, written=graph, incident_ids=[])
+    later = t0 + timedelta(seconds=1)
+    again = sync.upsert_alerts(tenant.pk, [alert_row("da1", later, title="newer")])[2]
+    assert len(again) == 1
+    sync.link_alerts(tenant.pk, written=again, incident_ids=[])
+    copies = dict(
+        Alert.objects.filter(provider_id="da1").values_list("source", "duplicate_of")
+    )
+    primary = Alert.objects.get(provider_id="da1", source="mde")
+    assert copies == {"mde": None, "graph": primary.pk}
