@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tenants import normalize, sync
@@ -494,8 +495,6 @@ def test_alerts_no_other_source_holds_are_linked_without_reading_them_back(tenan
     t0 = timezone.now() - timedelta(hours=1)
     rows = [alert_row(f"da{i}", t0) for i in range(3)]
     written = sync.upsert_alerts(tenant.pk, rows)[2]
-    from django.test.utils import CaptureQueriesContext
-
     with CaptureQueriesContext(connection) as queries:
         sync.link_alerts(tenant.pk, written=written, incident_ids=[])
     member_reads = [q for q in queries if '"duplicate_of_id"' in q["sql"]]
