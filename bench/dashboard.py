@@ -1,13 +1,19 @@
 """Queue latency at 10,000 and at 1,000,000 alerts over 1,000 tenants, in one run.
 
 Not a test: `DATABASE_URL=postgres://... python bench/dashboard.py`. It creates its own
-database (`bench_dashboard` on the DATABASE_URL server; dropped at the end unless
---keep), seeds customers, tenants and alerts with INSERT ... SELECT generate_series,
-starts gunicorn on loopback as the Dockerfile does (3 sync workers) and measures the
-queue page over real HTTP with 8 concurrent clients, signed in as a superuser (every
-tenant) and as a staff member assigned to 50 customers: the default view, and a
-filtered view with free-text search (the targeted pair), plus a common word and an
-IP for the record.
+databases (`bench_dashboard_small` and `bench_dashboard` on the DATABASE_URL server;
+dropped at the end unless --keep), seeds customers, tenants and alerts with
+INSERT ... SELECT generate_series (the large one is a copy of the small one, grown),
+starts gunicorn on loopback as the Dockerfile does (3 sync workers) for each, and
+measures the queue page over real HTTP with 8 concurrent clients, signed in as a
+superuser (every tenant) and as a staff member assigned to 50 customers: the default
+view, and a filtered view with free-text search (the targeted pair), plus a common
+word and an IP for the record.
+
+The two sizes are measured in alternating rounds (small, large, large, small, ...)
+rather than one after the other, so that a machine whose speed drifts over minutes
+(a shared one does) slows both alike and the ratio compares like with like.
+
 Prints p50/p95 per view and size, the 1,000,000 / 10,000 p95 ratio, and the load
 average after each view: the machine may be shared, so read the load with the times.
 
@@ -35,7 +41,10 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from common import settle  # noqa: E402 (bench/ is this script's folder)
 
-DB_NAME = "bench_dashboard"
+DB_NAME = "bench_dashboard"  # the large one; the small one is DB_NAME + "_small"
+SMALL_DB_NAME = DB_NAME + "_small"
+# Rounds per view and size, alternating between the sizes.
+ROUNDS = 4
 TENANTS = 1000
 TENANTS_PER_CUSTOMER = 2
 CLIENTS = 8
@@ -90,34 +99,38 @@ def sql(conn, statement: str, params=None) -> None:
     conn.execute(statement, params)
 
 
-def create_database() -> None:
+def create_database(name: str, *, template: str | None = None) -> None:
+    """A fresh database: migrated, or a copy of `template`."""
     import psycopg
 
     with psycopg.connect(database_url("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v", "0"],
-        cwd=PROJECT_DIR,
-        check=True,
-        env=server_env(),
-    )
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        copy = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
+    if not template:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v", "0"],
+            cwd=PROJECT_DIR,
+            check=True,
+            env=server_env(name),
+        )
 
 
-def drop_database() -> None:
+def drop_databases() -> None:
     import psycopg
 
     with psycopg.connect(database_url("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        for name in (SMALL_DB_NAME, DB_NAME):
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def server_env() -> dict[str, str]:
+def server_env(name: str = SMALL_DB_NAME) -> dict[str, str]:
     return dict(
         os.environ,
         DEBUG="false",
         SECRET_KEY="bench-only-" + "k" * 40,
         ALLOWED_HOSTS="127.0.0.1",
-        DATABASE_URL=database_url(DB_NAME),
+        DATABASE_URL=database_url(name),
         REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         MS_CLIENT_ID="00000000-0000-0000-0000-000000000001",
         MS_CLIENT_SECRET="bench-not-used",
@@ -278,7 +291,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int) -> subprocess.Popen:
+def start_server(port: int, name: str) -> subprocess.Popen:
+    """gunicorn on `port`, serving the database `name`."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -292,7 +306,7 @@ def start_server(port: int) -> subprocess.Popen:
             "warning",
         ],
         cwd=PROJECT_DIR,
-        env=server_env(),
+        env=server_env(name),
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -305,8 +319,8 @@ def start_server(port: int) -> subprocess.Popen:
     raise RuntimeError("gunicorn did not start")
 
 
-def measure(base: str, cookie: str, path: str, requests_total: int) -> dict:
-    """p50/p95 of `path` with CLIENTS concurrent clients (after a warm-up)."""
+def measure(base: str, cookie: str, path: str, requests_total: int) -> list[float]:
+    """Times in ms of `requests_total` requests of `path`, CLIENTS at a time."""
     import requests
 
     local = threading.local()
@@ -326,22 +340,35 @@ def measure(base: str, cookie: str, path: str, requests_total: int) -> dict:
         return elapsed
 
     with ThreadPoolExecutor(CLIENTS) as pool:
-        list(pool.map(one, range(CLIENTS * 5)))  # warm-up: connections, caches
-        times = sorted(pool.map(one, range(requests_total)))
-    return {
-        "p50": statistics.median(times),
-        "p95": times[int(len(times) * 0.95) - 1],
-        "n": len(times),
-    }
+        return list(pool.map(one, range(requests_total)))
 
 
 def run_views(
-    base: str, cookies: dict[str, str], requests_total: int
-) -> dict[str, dict]:
-    results = {}
+    bases: dict[int, str], cookies: dict[str, str], requests_total: int
+) -> dict[int, dict[str, dict]]:
+    """Per size and view: p50, p95, n and the load after the view. Each view is
+    warmed up on every server (connections, caches), then measured in ROUNDS rounds
+    that alternate between the sizes, the order flipped each round."""
+    sizes = list(bases)
+    results: dict[int, dict[str, dict]] = {size: {} for size in sizes}
     for name, (who, path) in VIEWS.items():
-        results[name] = measure(base, cookies[who], path, requests_total)
-        results[name]["load"] = os.getloadavg()[0]
+        times: dict[int, list[float]] = {size: [] for size in sizes}
+        for size in sizes:
+            measure(bases[size], cookies[who], path, CLIENTS * 5)
+        for round_ in range(ROUNDS):
+            for size in sizes if round_ % 2 == 0 else reversed(sizes):
+                times[size] += measure(
+                    bases[size], cookies[who], path, requests_total // ROUNDS
+                )
+        load = os.getloadavg()[0]
+        for size in sizes:
+            ordered = sorted(times[size])
+            results[size][name] = {
+                "p50": statistics.median(ordered),
+                "p95": ordered[int(len(ordered) * 0.95) - 1],
+                "n": len(ordered),
+                "load": load,
+            }
     return results
 
 
@@ -350,39 +377,54 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=400)
-    parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--keep", action="store_true", help="keep the databases")
     args = parser.parse_args()
     if "DATABASE_URL" not in os.environ:
         sys.exit("Set DATABASE_URL (postgres://...): the bench makes its own database.")
 
     import psycopg
 
-    log(f"database {DB_NAME} on {urlsplit(os.environ['DATABASE_URL']).hostname}")
-    create_database()
-    results: dict[int, dict[str, dict]] = {}
-    server = None
+    log(
+        f"databases {SMALL_DB_NAME} and {DB_NAME} on "
+        f"{urlsplit(os.environ['DATABASE_URL']).hostname}"
+    )
+    servers: list[subprocess.Popen] = []
     try:
-        with psycopg.connect(database_url(DB_NAME), autocommit=True) as conn:
+        create_database(SMALL_DB_NAME)
+        with psycopg.connect(database_url(SMALL_DB_NAME), autocommit=True) as conn:
             seed_tenants(conn)
             cookies = session_cookies()
+            log(f"seeding {args.small:,} alerts over {TENANTS:,} tenants")
+            bulk_load(conn, 1, args.small)
+        # The large database starts as a copy of the small one (the same users,
+        # sessions, customers and tenants), then grows.
+        from django.db import connections
+
+        connections.close_all()
+        create_database(DB_NAME, template=SMALL_DB_NAME)
+        with psycopg.connect(database_url(DB_NAME), autocommit=True) as conn:
+            log(f"seeding up to {args.large:,} alerts in {DB_NAME}")
+            bulk_load(conn, args.small + 1, args.large)
+        bases = {}
+        for size, name in ((args.small, SMALL_DB_NAME), (args.large, DB_NAME)):
             port = free_port()
-            base = f"http://127.0.0.1:{port}"
-            loaded = 0
-            for size in (args.small, args.large):
-                log(f"seeding up to {size:,} alerts over {TENANTS:,} tenants")
-                bulk_load(conn, loaded + 1, size)
-                loaded = size
-                server = start_server(port)
-                log(f"measuring {args.requests} requests per view, {CLIENTS} clients")
-                results[size] = run_views(base, cookies, args.requests)
-                server.send_signal(signal.SIGTERM)
-                server.wait(timeout=30)
-                server = None
+            servers.append(start_server(port, name))
+            bases[size] = f"http://127.0.0.1:{port}"
+        log(
+            f"measuring {args.requests} requests per view and size, {CLIENTS} "
+            f"clients, in {ROUNDS} alternating rounds"
+        )
+        results = run_views(bases, cookies, args.requests)
     finally:
-        if server is not None:
-            server.kill()
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+        for server in servers:
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
         if not args.keep:
-            drop_database()
+            drop_databases()
 
     large, small = results[args.large], results[args.small]
     extra = [n for n in VIEWS if n not in TARGETED]
