@@ -64,8 +64,9 @@ def database_url(name: str) -> str:
 
 
 @contextmanager
-def bench_database(prefix: str):
-    """A fresh database on the DATABASE_URL server, migrated; dropped afterwards."""
+def bench_database(prefix: str, *, keep: bool = False):
+    """A fresh database on the DATABASE_URL server, migrated; dropped afterwards
+    unless `keep` (its name is printed, to study the rows)."""
     import psycopg
 
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
@@ -86,8 +87,11 @@ def bench_database(prefix: str):
         from django.db import connections
 
         connections.close_all()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if keep:
+            log(f"database {name} kept")
+        else:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager

@@ -44,11 +44,12 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the database")
     args = parser.parse_args()
 
     queue = f"bench-ingest-{uuid.uuid4().hex[:8]}"
     with (
-        bench_database("bench_ingest"),
+        bench_database("bench_ingest", keep=args.keep),
         emulator_process(
             tenants=args.tenants,
             backlog_per_tenant=args.backlog,
