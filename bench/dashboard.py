@@ -266,14 +266,21 @@ def session_cookies() -> dict[str, str]:
     from tenants.models import Customer
 
     users = get_user_model().objects
-    staff = users.create_user("analyst", "analyst@mssp.example", is_staff=True)
+    # (Made once; a run with --reuse signs the same users in again.)
+    staff = users.filter(username="analyst").first() or users.create_user(
+        "analyst", "analyst@mssp.example", is_staff=True
+    )
     # Every seventh customer: the seed ties severity to the tenant's number, and a
     # stride of 7 gives this staff member alerts of every severity, spread over time.
     customers = list(Customer.objects.order_by("id"))
     staff.customers.set(customers[::7][:STAFF_CUSTOMERS])
     cookies = {}
     for who, user in (
-        ("superuser", users.create_superuser("bench", "bench@mssp.example")),
+        (
+            "superuser",
+            users.filter(username="bench").first()
+            or users.create_superuser("bench", "bench@mssp.example"),
+        ),
         ("staff", staff),
     ):
         store = SessionStore()
@@ -378,6 +385,11 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure the databases a run with --keep left (same sizes), unseeded",
+    )
     args = parser.parse_args()
     if "DATABASE_URL" not in os.environ:
         sys.exit("Set DATABASE_URL (postgres://...): the bench makes its own database.")
@@ -390,21 +402,40 @@ def main() -> int:
     )
     servers: list[subprocess.Popen] = []
     try:
-        create_database(SMALL_DB_NAME)
-        with psycopg.connect(database_url(SMALL_DB_NAME), autocommit=True) as conn:
-            seed_tenants(conn)
+        if args.reuse:
             cookies = session_cookies()
-            log(f"seeding {args.small:,} alerts over {TENANTS:,} tenants")
-            bulk_load(conn, 1, args.small)
-        # The large database starts as a copy of the small one (the same users,
-        # sessions, customers and tenants), then grows.
-        from django.db import connections
+            # The large database's sessions: its own rows, the same keys.
+            with (
+                psycopg.connect(database_url(SMALL_DB_NAME)) as small,
+                psycopg.connect(database_url(DB_NAME), autocommit=True) as large,
+            ):
+                rows = small.execute(
+                    "SELECT session_key, session_data, expire_date FROM django_session"
+                    " WHERE session_key = ANY(%s)",
+                    [list(cookies.values())],
+                ).fetchall()
+                with large.cursor().copy(
+                    "COPY django_session (session_key, session_data, expire_date)"
+                    " FROM STDIN"
+                ) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        else:
+            create_database(SMALL_DB_NAME)
+            with psycopg.connect(database_url(SMALL_DB_NAME), autocommit=True) as conn:
+                seed_tenants(conn)
+                cookies = session_cookies()
+                log(f"seeding {args.small:,} alerts over {TENANTS:,} tenants")
+                bulk_load(conn, 1, args.small)
+            # The large database starts as a copy of the small one (the same users,
+            # sessions, customers and tenants), then grows.
+            from django.db import connections
 
-        connections.close_all()
-        create_database(DB_NAME, template=SMALL_DB_NAME)
-        with psycopg.connect(database_url(DB_NAME), autocommit=True) as conn:
-            log(f"seeding up to {args.large:,} alerts in {DB_NAME}")
-            bulk_load(conn, args.small + 1, args.large)
+            connections.close_all()
+            create_database(DB_NAME, template=SMALL_DB_NAME)
+            with psycopg.connect(database_url(DB_NAME), autocommit=True) as conn:
+                log(f"seeding up to {args.large:,} alerts in {DB_NAME}")
+                bulk_load(conn, args.small + 1, args.large)
         bases = {}
         for size, name in ((args.small, SMALL_DB_NAME), (args.large, DB_NAME)):
             port = free_port()
