@@ -175,6 +175,50 @@ def test_queue_hides_duplicates_and_filters_by_everything(client, world, analyst
     assert titles(q="encoded command", source="graph") == set()
 
 
+def test_queue_rows_show_times_ages_and_names(client, analyst):
+    """The row's cells as the table prints them: created to the minute, updated to
+    the second (UTC), the age from the creation time, or from when we first saw an
+    alert without one; a tenant without a display name by its tenant id."""
+    customer = CustomerFactory(name="Rows & Co", staff=[analyst])
+    named = TenantFactory(customer=customer, display_name="contoso.example")
+    unnamed = TenantFactory(customer=customer, display_name="")
+    now = timezone.now()
+    dated = AlertFactory(
+        tenant=named,
+        title="Dated",
+        created_at_source=(now - timedelta(days=3, hours=2)).replace(
+            hour=7, minute=5, second=9
+        ),
+        updated_at_source=(now - timedelta(days=1)).replace(
+            hour=23, minute=59, second=58
+        ),
+    )
+    undated = AlertFactory(tenant=unnamed, title="Undated", created_at_source=None)
+    Alert.objects.filter(pk=undated.pk).update(first_seen_at=now - timedelta(hours=5))
+    client.force_login(analyst)
+    body = client.get(reverse("tenants:queue")).content.decode()
+
+    def cells(alert) -> list[str]:
+        row = re.search(rf'<tr [^>]*data-alert="{alert.code}">(.*?)</tr>', body, re.S)
+        assert row, alert.title
+        return [re.sub(r"<[^>]+>", "", cell) for cell in re.findall(
+            r"<td[^>]*>(.*?)</td>", row.group(1), re.S
+        )]  # fmt: skip
+
+    title, customer_name, tenant, _, _, _, created, updated, age = cells(dated)[2:]
+    assert (title, customer_name, tenant) == (
+        "Dated",
+        "Rows &amp; Co",
+        named.display_name,
+    )
+    assert created == f"{dated.created_at_source:%m-%d} 07:05"
+    assert updated == f"{dated.updated_at_source:%m-%d} 23:59:58"
+    assert age == f"{(now - dated.created_at_source).days}d"
+    tenant, created, age = (cells(undated)[i] for i in (4, 8, 10))
+    assert tenant == str(unnamed.tenant_id)
+    assert (created, age) == ("—", "5h")
+
+
 def test_queue_search_finds_whole_words_and_word_starts(client, analyst):
     tenant = TenantFactory(customer=CustomerFactory(staff=[analyst]))
     AlertFactory(
