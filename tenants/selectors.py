@@ -3,7 +3,7 @@
 import contextlib
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
@@ -259,12 +259,13 @@ def common_words() -> frozenset[str]:
     return words
 
 
-def _search(term: str):
+def _search(term: str, phrases: list[str] | None = None):
     """The filter for one search term: its words in a row (`tenants.search`: the
     words of the alerts are made the same way). The index is asked for the term's
     rarer words only: a word in most alerts (`10` of an IP, `ws` of a host name,
     `com`) costs the index a walk over most of the table for nothing. The whole
-    phrase is then checked on the rows found.
+    phrase is then checked on the rows found; or, given a list `phrases`, it is
+    added there for the caller to check (see _queue_rows) and left out here.
 
     `WS-012` finds host `ws-01234.corp`, `10.0.0.25` that IP (and 10.0.0.250),
     `e3b0c442` a hash starting so, `powershell` a title. A word is not found from
@@ -278,6 +279,9 @@ def _search(term: str):
     if not common or not rare or len(rare) == len(found):
         return Matches(F("search_vector"), whole)
     index_words = _tsquery(search.every_word(term, lambda word: word not in common))
+    if phrases is not None:
+        phrases.append(search.phrase(term))
+        return Matches(F("search_vector"), index_words)
     return Q(Matches(F("search_vector"), index_words)) & Q(
         MatchesAfterIndex(F("search_vector"), whole)
     )
@@ -354,8 +358,12 @@ def visible_alerts(*, user) -> QuerySet[Alert]:
     return _scoped(Alert.objects.filter(duplicate_of__isnull=True), user)
 
 
-def _filtered_alerts(*, user, filters: dict, customer) -> QuerySet[Alert]:
-    """Every filter of the queue except severity (the counts facet over it)."""
+def _filtered_alerts(
+    *, user, filters: dict, customer, phrases: list[str] | None = None
+) -> QuerySet[Alert]:
+    """Every filter of the queue except severity (the counts facet over it); the
+    search phrases the index cannot check left to the caller if given `phrases`
+    (see _search)."""
     alerts = visible_alerts(user=user)
     searching = bool(filters.get("q"))
     if customer is not None:
@@ -379,7 +387,7 @@ def _filtered_alerts(*, user, filters: dict, customer) -> QuerySet[Alert]:
         since = timezone.now() - QUEUE_RANGES[filters["range"]]
         alerts = alerts.filter(updated_at_source__gte=since)
     for term in filters.get("q") or ():
-        alerts = alerts.filter(_search(term))
+        alerts = alerts.filter(_search(term, phrases))
     return alerts
 
 
@@ -398,16 +406,23 @@ def list_queue(*, user, filters: dict) -> QueuePage:
     customer = None
     if filters.get("customer"):
         customer = get_customer(user=user, code=filters["customer"])
-    base = _filtered_alerts(user=user, filters=filters, customer=customer)
+    phrases: list[str] = []
+    found = _filtered_alerts(
+        user=user, filters=filters, customer=customer, phrases=phrases
+    )
+    # The counts need every match; the rows check the phrases on their own.
+    base = found.filter(
+        *(MatchesAfterIndex(F("search_vector"), _tsquery(p)) for p in phrases)
+    )
     sort = filters.get("sort") or "-updated"
-    alerts, order = _sorted(_with_severity(base, filters), sort)
+    alerts, order = _sorted(_with_severity(found, filters), sort)
     if filters.get("after"):
         columns = [*keyset.SORT_KEYS[sort], "id"]
         op = ">" if sort == "updated" else "<"
         alerts = alerts.filter(
             keyset.RowCompare([F(c) for c in columns], op, filters["after"])
         )
-    rows = _queue_rows(alerts, order)
+    rows = _queue_rows(alerts, order, phrases)
     next_cursor = None
     if len(rows) > QUEUE_PAGE_SIZE:
         rows = rows[:QUEUE_PAGE_SIZE]
@@ -457,6 +472,19 @@ _ROW_SQL = """
     JOIN tenants_customer c ON c.id = t.customer_id
     ORDER BY {order}
 """
+# A search's phrases (see _search), checked on the rows its index part found in the
+# page's order, until the page is full: a page needs the newest 51 that have the
+# phrase, not every one (checking a phrase costs a few microseconds, and a short
+# term's rarer word can find thousands of rows). A subquery with ORDER BY is never
+# merged into the query around it, so its rows arrive sorted; the phrase is read
+# through a scalar subquery, which Postgres runs row by row in that order and does
+# not turn into a join.
+_PHRASE_SQL = """
+    SELECT candidate.* FROM ({ordered}) AS candidate
+    WHERE (SELECT ts_match_vq(x.search_vector, %s::tsquery)
+           FROM tenants_alert x WHERE x.id = candidate.pk)
+    LIMIT {limit}
+"""
 # The sort orders of `_sorted`, spelled for _ROW_SQL.
 _ROW_ORDER = {
     "-severity_rank": "page.severity_rank DESC",
@@ -472,14 +500,21 @@ _SOURCE_LABELS = dict(Alert.Source.choices)
 _URL_PLACEHOLDER = UUID(int=0)
 
 
-def _queue_rows(alerts: QuerySet, order: list) -> list[QueueRow]:
-    """The first QUEUE_PAGE_SIZE + 1 of `alerts` in `order` (see _sorted): only the
-    columns the table shows, as plain tuples."""
+def _queue_rows(
+    alerts: QuerySet, order: list, phrases: Sequence[str] = ()
+) -> list[QueueRow]:
+    """The first QUEUE_PAGE_SIZE + 1 of `alerts` in `order` (see _sorted) that have
+    every phrase of `phrases` (tsqueries): only the columns the table shows."""
     ranked = "-severity_rank" in order
     chosen = alerts.order_by(*order).values(
         "pk", *(["severity_rank"] if ranked else [])
-    )[: QUEUE_PAGE_SIZE + 1]
-    chosen_sql, params = chosen.query.sql_with_params()
+    )
+    if phrases:
+        ordered_sql, params = chosen.query.sql_with_params()
+        chosen_sql = _PHRASE_SQL.format(ordered=ordered_sql, limit=QUEUE_PAGE_SIZE + 1)
+        params = (*params, " & ".join(f"({phrase})" for phrase in phrases))
+    else:
+        chosen_sql, params = chosen[: QUEUE_PAGE_SIZE + 1].query.sql_with_params()
     # Only this module's constants and Django's own SQL of the filter (its values
     # are parameters) are formatted in.
     sql = _ROW_SQL.format(

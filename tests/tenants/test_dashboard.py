@@ -297,8 +297,9 @@ def test_search_asks_the_index_for_rare_words_and_checks_the_phrase(
     assert {a.title for a in response.context["page"].alerts} == {"Alert 12"}
     response = client.get(reverse("tenants:queue"), {"q": "0017.ws"})
     assert {a.title for a in response.context["page"].alerts} == {"Reversed"}
-    # Postgres checks the status and severity before the phrase, which then reads
-    # only the rows they let through.
+    # The page's rows: Postgres checks the status and severity on the rows the index
+    # found, and the phrase only on those they let through, sorted, until the page
+    # is full (a subplan above the sort), not on every one.
     with CaptureQueriesContext(connection) as queries:
         client.get(
             reverse("tenants:queue"),
@@ -308,8 +309,56 @@ def test_search_asks_the_index_for_rare_words_and_checks_the_phrase(
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + rows)
         plan = "\n".join(line for (line,) in cursor.fetchall())
-    checks = re.search(r"Filter: (.*ts_match_vq.*)", plan)[1]
-    assert checks.index("ANY") < checks.index("ts_match_vq"), plan
+    filters = re.findall(r"Filter: (.*)", plan)
+    assert not any("ts_match_vq" in f for f in filters), plan
+    assert any("status" in f and "ANY" in f for f in filters), plan
+    candidates = plan[plan.index("Subquery Scan on candidate") :]
+    assert re.match(r".*\n\s*Filter: \(SubPlan \d+\)\n\s*->  Sort ", candidates), plan
+
+
+def test_search_phrase_is_checked_in_page_order_across_pages(
+    client, analyst, monkeypatch
+):
+    """The phrase left to the rows (see above) still gives every page the newest
+    alerts that have it, in order, however many newer ones the index found without."""
+    tenant = TenantFactory(customer=CustomerFactory(staff=[analyst]))
+    now = timezone.now()
+    for i in range(60):
+        AlertFactory(
+            tenant=tenant,
+            title=f"Host {i}",
+            entities_text=f"ws-77{i:02d}.corp.example",
+            updated_at_source=now - timedelta(minutes=2 * i + 1),
+        )
+        # Newer than each host's alert: a word starting 77, but no "ws" before it.
+        AlertFactory(
+            tenant=tenant,
+            title=f"Hash {i}",
+            entities_text=f"77{i:02d}abc ws",
+            updated_at_source=now - timedelta(minutes=2 * i),
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE tenants_alert")
+    monkeypatch.setattr(selectors, "_common_words", (0.0, frozenset()))
+    assert "ws" in selectors.common_words()
+    client.force_login(analyst)
+    seen, params = [], {"q": "ws-77"}
+    for _ in range(3):
+        with CaptureQueriesContext(connection) as queries:
+            page = client.get(reverse("tenants:queue"), params).context["page"]
+        # (The rows are read the way the test above pins.)
+        assert any("AS candidate" in q["sql"] for q in queries.captured_queries)
+        seen.append([a.title for a in page.alerts])
+        if not page.next_cursor:
+            break
+        params = {"q": "ws-77", "after": page.next_cursor}
+    assert seen == [
+        [f"Host {i}" for i in range(50)],
+        [f"Host {i}" for i in range(50, 60)],
+    ]
+    # The counts have the phrase too.
+    counts = {c.severity: c.count for c in page.counts}
+    assert sum(counts.values()) == 60, counts
 
 
 def test_alarms_are_shared_between_pages_but_a_new_one_shows_at_once(client, analyst):
