@@ -474,15 +474,16 @@ _ROW_SQL = """
 """
 # A search's phrases (see _search), checked on the rows its index part found in the
 # page's order, until the page is full: a page needs the newest 51 that have the
-# phrase, not every one (checking a phrase costs a few microseconds, and a short
-# term's rarer word can find thousands of rows). A subquery with ORDER BY is never
-# merged into the query around it, so its rows arrive sorted; the phrase is read
-# through a scalar subquery, which Postgres runs row by row in that order and does
-# not turn into a join.
+# phrase, not every one (a check costs a few microseconds, and a short term's rarer
+# word can find thousands of rows: 54 checks instead of 500 for a host prefix at 1M
+# alerts). The rows are sorted with their words; OFFSET 0 keeps Postgres from
+# moving the check into the sorted subquery, before the sort. Where the phrase is
+# in almost none of the rows found, every row is still checked, after a wider
+# sort: about 1.6 times the time of checking before the sort (200 ms to 120 ms
+# for a reversed phrase over 111,000 of 1M alerts).
 _PHRASE_SQL = """
-    SELECT candidate.* FROM ({ordered}) AS candidate
-    WHERE (SELECT ts_match_vq(x.search_vector, %s::tsquery)
-           FROM tenants_alert x WHERE x.id = candidate.pk)
+    SELECT candidate.pk{rank} FROM ({ordered} OFFSET 0) AS candidate
+    WHERE ts_match_vq(candidate.search_vector, %s::tsquery)
     LIMIT {limit}
 """
 # The sort orders of `_sorted`, spelled for _ROW_SQL.
@@ -506,15 +507,22 @@ def _queue_rows(
     """The first QUEUE_PAGE_SIZE + 1 of `alerts` in `order` (see _sorted) that have
     every phrase of `phrases` (tsqueries): only the columns the table shows."""
     ranked = "-severity_rank" in order
-    chosen = alerts.order_by(*order).values(
-        "pk", *(["severity_rank"] if ranked else [])
-    )
+    columns = ["pk", *(["severity_rank"] if ranked else [])]
+    chosen = alerts.order_by(*order)
     if phrases:
-        ordered_sql, params = chosen.query.sql_with_params()
-        chosen_sql = _PHRASE_SQL.format(ordered=ordered_sql, limit=QUEUE_PAGE_SIZE + 1)
+        ordered_sql, params = chosen.values(
+            *columns, "search_vector"
+        ).query.sql_with_params()
+        chosen_sql = _PHRASE_SQL.format(
+            ordered=ordered_sql,
+            rank=", candidate.severity_rank" if ranked else "",
+            limit=QUEUE_PAGE_SIZE + 1,
+        )
         params = (*params, " & ".join(f"({phrase})" for phrase in phrases))
     else:
-        chosen_sql, params = chosen[: QUEUE_PAGE_SIZE + 1].query.sql_with_params()
+        chosen_sql, params = chosen.values(*columns)[
+            : QUEUE_PAGE_SIZE + 1
+        ].query.sql_with_params()
     # Only this module's constants and Django's own SQL of the filter (its values
     # are parameters) are formatted in.
     sql = _ROW_SQL.format(
