@@ -479,8 +479,8 @@ _ROW_SQL = """
 # alerts). The rows are sorted with their words; OFFSET 0 keeps Postgres from
 # moving the check into the sorted subquery, before the sort. Where the phrase is
 # in almost none of the rows found, every row is still checked, after a wider
-# sort: about 1.6 times the time of checking before the sort (200 ms to 120 ms
-# for a reversed phrase over 111,000 of 1M alerts).
+# sort: about 1.6 times the time of checking before the sort (190 ms where that
+# took 120 ms, for a reversed phrase over 111,000 of 1M alerts).
 _PHRASE_SQL = """
     SELECT candidate.pk{rank} FROM ({ordered} OFFSET 0) AS candidate
     WHERE ts_match_vq(candidate.search_vector, %s::tsquery)
