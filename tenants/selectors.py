@@ -272,19 +272,22 @@ def _search(term: str, phrases: list[str] | None = None):
     its middle (`ontoso` does not find `contoso`): that is what made the old
     substring search slow.
     """
-    whole = _tsquery(search.phrase(term))
+    phrase = search.phrase(term)
     common = common_words()
     found = search.words(term)
     rare = [word for word in found if word not in common]
     if not common or not rare or len(rare) == len(found):
-        return Matches(F("search_vector"), whole)
+        return Matches(F("search_vector"), _tsquery(phrase))
     index_words = _tsquery(search.every_word(term, lambda word: word not in common))
     if phrases is not None:
-        phrases.append(search.phrase(term))
+        phrases.append(phrase)
         return Matches(F("search_vector"), index_words)
-    return Q(Matches(F("search_vector"), index_words)) & Q(
-        MatchesAfterIndex(F("search_vector"), whole)
-    )
+    return Q(Matches(F("search_vector"), index_words)) & Q(_has_phrase(phrase))
+
+
+def _has_phrase(phrase: str) -> MatchesAfterIndex:
+    """The check of a phrase (a tsquery) on rows an index found (see _search)."""
+    return MatchesAfterIndex(F("search_vector"), _tsquery(phrase))
 
 
 def severity_rank() -> Case:
@@ -411,9 +414,7 @@ def list_queue(*, user, filters: dict) -> QueuePage:
         user=user, filters=filters, customer=customer, phrases=phrases
     )
     # The counts need every match; the rows check the phrases on their own.
-    base = found.filter(
-        *(MatchesAfterIndex(F("search_vector"), _tsquery(p)) for p in phrases)
-    )
+    base = found.filter(*(_has_phrase(phrase) for phrase in phrases))
     sort = filters.get("sort") or "-updated"
     alerts, order = _sorted(_with_severity(found, filters), sort)
     if filters.get("after"):
