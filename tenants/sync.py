@@ -978,32 +978,37 @@ def _stored_alert_keys(tenant_pk: int, rows: list[dict[str, Any]]) -> set[tuple]
 
 
 def _insert_alerts(tenant_pk: int, rows: list[dict[str, Any]]) -> list[Written]:
-    """New alerts, COPY'd in with ids taken from the table's sequence beforehand (a
-    COPY returns none); first seen and synced at the transaction's time, as now()."""
+    """New alerts, COPY'd in with ids and codes taken beforehand (a COPY returns
+    none); first seen and synced at the transaction's time, as now()."""
     if not rows:
         return []
     names = [name for name, _ in _ALERT_COLUMNS]
-    # No code: the column's default (gen_random_uuid()) makes it.
-    columns = ["id", "tenant_id", *names, "first_seen_at", "last_synced_at"]
+    columns = ["id", "code", "tenant_id", *names, "first_seen_at", "last_synced_at"]
     with connection.cursor() as cursor:
         raw_cursor = cursor.cursor
+        # The codes are made here, not by the column's default: a COPY that must
+        # evaluate a volatile default (gen_random_uuid()) stores its rows one by one
+        # instead of a page of them at a time. now() as the session's own text is
+        # read back by the COPY as it was, without dumping a datetime on every row.
         raw_cursor.execute(
             """
-            SELECT now(), array(
-                SELECT nextval(pg_get_serial_sequence('tenants_alert', 'id'))
-                FROM generate_series(1, %s))
+            SELECT now()::text,
+                   array_agg(nextval(pg_get_serial_sequence('tenants_alert', 'id'))),
+                   array_agg(gen_random_uuid()::text)
+            FROM generate_series(1, %s)
             """,
             [len(rows)],
         )
-        now, ids = raw_cursor.fetchone()
+        now, ids, codes = raw_cursor.fetchone()
         # Only our own constant column names are formatted in.
         with raw_cursor.copy(
             f"COPY tenants_alert ({', '.join(columns)}) FROM STDIN"
         ) as copy:
-            for pk, row in zip(ids, rows, strict=True):
+            for pk, code, row in zip(ids, codes, rows, strict=True):
                 copy.write_row(
                     [
                         pk,
+                        code,
                         tenant_pk,
                         *[
                             _dumps_json(row[name])
