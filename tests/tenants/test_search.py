@@ -7,7 +7,7 @@ import importlib
 import pytest
 from django.db import connection
 
-from tenants import search
+from tenants import search, sync
 from tenants.models import Alert
 from tests.factories import AlertFactory
 
@@ -50,6 +50,39 @@ def test_a_document_keeps_to_postgresqls_limits():
             "SELECT %s::tsvector, %s::tsvector, %s::tsvector",
             [many, far, search.document(longest, longest + "x", "")],
         )
+
+
+@pytest.mark.django_db
+def test_the_sync_writes_the_same_document_in_binary_form():
+    texts = [
+        ("Scan of ws-01", "", "ws-01 82e6d1c6b8"),
+        ("", "", ""),
+        ("b a b a c", "", ""),  # words first met out of order: PostgreSQL sorts them
+        ("Müller in Zürich: 東京 office", "Straße", "ÆØÅ"),
+        ("x" * 3000 + " y", "x" * 2046, "x" * 2047),
+        (" ".join(["w"] * 20000), "", ""),
+        (" ".join(f"w{i}" for i in range(16390)), "", ""),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE vectors (n int, vector tsvector)")
+        sync._copy_in(
+            cursor.cursor,
+            "vectors",
+            [("n", "int4"), ("vector", "tsvector")],
+            ([n, search.document_bytes(*t)] for n, t in enumerate(texts)),
+        )
+        stored = []
+        for n, t in enumerate(texts):
+            cursor.execute(
+                "SELECT vector::text, %s::tsvector::text FROM vectors WHERE n = %s",
+                [search.document(*t), n],
+            )
+            stored.append(cursor.fetchone())
+    assert stored[0][0] == "'01':4,6 '82e6d1c6b8':7 'of':2 'scan':1 'ws':3,5"
+    assert "'müller':1" in stored[3][0] and "'東京':4" in stored[3][0]
+    assert stored[5][0] == "'w':" + ",".join(str(n) for n in range(1, 257))
+    for binary, text in stored:
+        assert binary == text
 
 
 def test_a_term_is_its_words_in_a_row_the_last_also_a_word_start():
