@@ -163,6 +163,28 @@ def test_payloads_keep_integers_beyond_64_bits_and_nan_becomes_null(tenant):
     }
 
 
+def test_a_nul_character_in_an_alert_is_replaced_and_its_page_kept(tenant, emulator):
+    # PostgreSQL stores no NUL in text or jsonb: it failed the page on every try.
+    made = emulator.control(
+        "POST",
+        "alerts",
+        {
+            "tenant": str(tenant.tenant_id),
+            "source": "mde",
+            "fields": {"title": "Run\x00key", "description": "a\x00b"},
+        },
+    )["result"]
+    results = sync_all(tenant)
+    assert {r.outcome for r in results.values()} == {"ok"}, results
+    assert differences(emulator, tenant) == {}
+    for source in ("mde", "graph", "xdr"):
+        alert = Alert.objects.get(tenant=tenant, source=source, provider_id=made["id"])
+        assert alert.title == "Run\ufffdkey"
+        assert "a\ufffdb" in alert.description
+    mde = Alert.objects.get(tenant=tenant, source="mde", provider_id=made["id"])
+    assert mde.raw["title"] == "Run\ufffdkey"
+
+
 def test_first_sync_equals_the_ground_truth_and_links_duplicates(tenant, emulator):
     results = sync_all(tenant)
     assert {r.outcome for r in results.values()} == {"ok"}, results
