@@ -116,8 +116,8 @@ def main() -> None:
                 if count >= expected:
                     break
             time.sleep(1)
-        # Timed to the last run's end as it recorded it (the same clock): seen by
-        # this once-a-second loop, the end came up to a second late, 3% of the sync.
+        # Timed to the last run's end as it recorded it (the same clock): this
+        # once-a-second loop saw the end up to a second late, a few percent of it.
         last_end = SyncRun.objects.aggregate(end=Max("finished_at"))["end"]
         elapsed = last_end.timestamp() - started
         cpu_after = cpu_by_part(emulator.pid, workers)
