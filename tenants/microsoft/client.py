@@ -1213,7 +1213,7 @@ def _parse_json(content: bytes) -> Any:
     refuses (NaN, integers beyond 64 bits, lone surrogates) ``json`` reads, as before.
     A NUL character (``\\u0000``) is replaced, see `_without_nul`.
     """
-    if not content.strip():
+    if not content or content.isspace():  # (strip() would copy a whole page)
         return None
     try:
         data = orjson.loads(content)
