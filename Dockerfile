@@ -4,7 +4,12 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY partnerportal partnerportal
+COPY core core
+COPY accounts accounts
 COPY tenants tenants
+COPY alerts alerts
+COPY sync sync
+COPY demo demo
 COPY emulator emulator
 RUN pip install .
 COPY . .

@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EMBEDDED := $(PY) -m partnerportal.embedded run --
+EMBEDDED := $(PY) -m demo.embedded run --
 
 .PHONY: demo test lint venv clean
 
@@ -23,6 +23,7 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	DEBUG=true $(PY) manage.py makemigrations --check --dry-run
 
 clean:
 	rm -rf $(VENV) .embedded .emulator

@@ -138,7 +138,7 @@ def control(description: dict, method: str, path: str, body=None, **params):
 
 def portal_environment(description: dict, **extra: str) -> dict[str, str]:
     """Environment for this process and the workers: the portal on the emulator."""
-    from partnerportal.emulation import emulator_environment
+    from demo.emulation import emulator_environment
 
     env = emulator_environment(description)
     # Production settings (DEBUG off: no per-query debug cursor in the workers).
@@ -273,7 +273,8 @@ def verify_tenants(description: dict, sources, count: int | None = None):
     capabilities OK, one SyncState per source (bulk, for a thousand tenants)."""
     from django.utils import timezone
 
-    from tenants.models import Capability, Customer, SyncState, Tenant
+    from sync.models import SyncState
+    from tenants.models import Capability, Customer, Tenant
 
     now = timezone.now()
     customer = Customer.objects.create(name=f"Bench {uuid.uuid4().hex[:6]}")

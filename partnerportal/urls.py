@@ -1,27 +1,14 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from partnerportal import lockout, views
+from core import views as core_views
 
 urlpatterns = [
-    path("healthz", views.healthz, name="healthz"),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(
-            authentication_form=lockout.LockoutAuthenticationForm
-        ),
-        name="login",
-    ),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("accounts/microsoft/login", views.microsoft_login, name="microsoft_login"),
-    path(
-        "accounts/microsoft/callback",
-        views.microsoft_callback,
-        name="microsoft_callback",
-    ),
-    # The admin signs in through the portal's own sign-in (lockout, Microsoft).
-    path("admin/login/", views.admin_login, name="admin_login"),
+    path("healthz", core_views.healthz, name="healthz"),
+    # Before admin/: the admin signs in through the portal's own sign-in page.
+    path("", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("", include("tenants.urls")),
+    path("", include("alerts.urls")),
+    path("", include("sync.urls")),
 ]

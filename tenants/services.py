@@ -16,17 +16,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from tenants import microsoft, selectors
+from core import services as core_services
+from core import validators
+from tenants import microsoft, signals, tasks
 from tenants.microsoft import schemas
-from tenants.models import (
-    Alarm,
-    AuditEvent,
-    Capability,
-    ConsentLink,
-    Customer,
-    SyncState,
-    Tenant,
-)
+from tenants.models import Capability, ConsentLink, Customer, Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -36,34 +30,6 @@ CONSENT_LINK_LIFETIME = timedelta(days=7)
 CONSENT_REPLICATION_WINDOW = timedelta(minutes=5)
 CONSENT_SCOPE = "https://graph.microsoft.com/.default"
 STATE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")
-GUID_PATTERN = re.compile(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-)
-DOMAIN_PATTERN = re.compile(
-    r"^(?=.{3,253}$)([a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,63}$"
-)
-
-
-def audit(
-    *,
-    action: str,
-    actor=None,
-    customer: Customer | None = None,
-    tenant: Tenant | None = None,
-    detail: str = "",
-    remote_addr: str | None = None,
-) -> AuditEvent:
-    """Records one audit row (inside the caller's transaction)."""
-    if customer is None and tenant is not None:
-        customer = tenant.customer
-    return AuditEvent.objects.create(
-        actor=actor if getattr(actor, "is_authenticated", False) else None,
-        action=action,
-        customer=customer,
-        tenant=tenant,
-        detail=detail,
-        remote_addr=remote_addr,
-    )
 
 
 # --- Customers ------------------------------------------------------------------------
@@ -79,7 +45,9 @@ def add_customer(
     )
     if actor is not None and not actor.is_superuser:
         customer.staff.add(actor)
-    audit(action="customer.added", actor=actor, customer=customer, detail=name)
+    core_services.audit(
+        action="customer.added", actor=actor, customer=customer, detail=name
+    )
     return customer
 
 
@@ -105,7 +73,7 @@ def create_consent_link(
     """
     state = secrets.token_urlsafe(32)  # 256 random bits, 43 characters
     expected = customer.expected_tenant.strip()
-    pinned = uuid.UUID(expected) if GUID_PATTERN.match(expected) else None
+    pinned = uuid.UUID(expected) if validators.is_guid(expected) else None
     link = ConsentLink.objects.create(
         customer=customer,
         state_hash=hash_state(state),
@@ -125,7 +93,7 @@ def create_consent_link(
         }
     )
     url = f"{settings.MS_LOGIN_URL.rstrip('/')}/{authority}/v2.0/adminconsent?{query}"
-    audit(
+    core_services.audit(
         action="consent_link.created",
         actor=actor,
         customer=customer,
@@ -141,7 +109,9 @@ def withdraw_consent_link(*, actor, link: ConsentLink) -> None:
         pk=link.pk, used_at__isnull=True, withdrawn_at__isnull=True
     ).update(withdrawn_at=timezone.now())
     if updated:
-        audit(action="consent_link.withdrawn", actor=actor, customer=link.customer)
+        core_services.audit(
+            action="consent_link.withdrawn", actor=actor, customer=link.customer
+        )
 
 
 # --- The consent callback -------------------------------------------------------------
@@ -191,7 +161,7 @@ def record_consent_callback(*, params: dict[str, str], remote_addr: str | None):
     tenant_param = params.get("tenant", "")
     if params.get("admin_consent", "") != "True" or not tenant_param:
         _reject("incomplete success response", remote_addr, state=state)
-    if not GUID_PATTERN.match(tenant_param):
+    if not validators.is_guid(tenant_param):
         _reject("tenant is not a GUID", remote_addr, state=state)
     tenant_id = uuid.UUID(tenant_param)
 
@@ -202,7 +172,7 @@ def record_consent_callback(*, params: dict[str, str], remote_addr: str | None):
     if link.pinned_tenant and link.pinned_tenant != tenant_id:
         with transaction.atomic():
             _close_link(link, "The tenant in the response is not the pinned one.")
-            audit(
+            core_services.audit(
                 action="consent.rejected",
                 customer=link.customer,
                 detail=f"tenant {tenant_id} does not match pinned {link.pinned_tenant}",
@@ -213,7 +183,7 @@ def record_consent_callback(*, params: dict[str, str], remote_addr: str | None):
         tenant = Tenant.objects.select_for_update().filter(tenant_id=tenant_id).first()
         if tenant is not None and tenant.customer_id != link.customer_id:
             _close_link(link, "That tenant is already connected to another customer.")
-            audit(
+            core_services.audit(
                 action="consent.rejected",
                 customer=link.customer,
                 detail=f"tenant {tenant_id} already belongs to another customer",
@@ -256,7 +226,7 @@ def record_consent_callback(*, params: dict[str, str], remote_addr: str | None):
         link.tenant = tenant
         link.outcome_detail = ""
         link.save(update_fields=["outcome", "tenant", "outcome_detail"])
-        audit(
+        core_services.audit(
             action="consent.granted",
             tenant=tenant,
             detail="admin consent reported by Microsoft; verifying access",
@@ -345,7 +315,7 @@ def _record_refusal(*, state: str, params: dict[str, str], remote_addr: str | No
         ConsentLink.objects.filter(pk=link.pk).update(
             outcome=outcome, outcome_detail=detail
         )
-        audit(
+        core_services.audit(
             action="consent.refused"
             if outcome == ConsentLink.Outcome.REFUSED
             else "consent.failed",
@@ -368,7 +338,7 @@ def _reject(
     if customer is None and state:
         link = ConsentLink.objects.filter(state_hash=hash_state(state)).first()
         customer = link.customer if link else None
-    audit(
+    core_services.audit(
         action="consent.callback_rejected",
         customer=customer,
         detail=detail or reason,
@@ -379,8 +349,6 @@ def _reject(
 
 
 def _enqueue_verification(tenant: Tenant) -> None:
-    from tenants import tasks
-
     tasks.verify_tenant.delay_on_commit(tenant.pk)
 
 
@@ -423,13 +391,13 @@ def verify_tenant_access(*, tenant: Tenant) -> Tenant:
             raise ConsentNotYetReplicated(exc.message) from None
         return mark_tenant_revoked(tenant=tenant, reason=exc.message)
     except schemas.CredentialBroken as exc:
-        raise_partner_credential_alarm(message=exc.message)
+        core_services.raise_partner_credential_alarm(message=exc.message)
         raise TransientFailure(exc.message) from None
     except (schemas.TenantNotFound, schemas.BlockedByPolicy) as exc:
         return _mark_failing(tenant, exc.message)
     except (schemas.Throttled, schemas.Unavailable) as exc:
         raise TransientFailure(exc.message, getattr(exc, "retry_after", None)) from None
-    clear_partner_credential_alarm()
+    core_services.clear_partner_credential_alarm()
     return _record_capabilities(tenant, capabilities)
 
 
@@ -515,14 +483,16 @@ def _record_capabilities(tenant: Tenant, capabilities: dict) -> Tenant:
         tenant.verified_at = now
         tenant.last_error = ""
         tenant.save(update_fields=["state", "verified_at", "last_error", "updated_at"])
-        ensure_sync_states(tenant=tenant, sources=ok + passing)
+        # The sync app starts (or, back from revoked or failing, restarts now)
+        # the sync of these sources.
+        signals.tenant_verified.send(
+            sender=Tenant,
+            tenant=tenant,
+            sources=ok + passing,
+            again=was != Tenant.State.VERIFIED,
+        )
         if was != Tenant.State.VERIFIED:
-            # Back from revoked or failing: sync now, not when the backoff of the
-            # failures before says.
-            SyncState.objects.filter(tenant=tenant).update(
-                next_due_at=now, consecutive_failures=0
-            )
-            audit(
+            core_services.audit(
                 action="tenant.verified",
                 tenant=tenant,
                 detail="connected: " + ", ".join(sorted(ok)),
@@ -534,15 +504,6 @@ def _record_capabilities(tenant: Tenant, capabilities: dict) -> Tenant:
         if status != Capability.Status.NOT_CONFIGURED
     )
     return _mark_failing(tenant, f"No source could be read. {problems}")
-
-
-def ensure_sync_states(*, tenant: Tenant, sources) -> None:
-    """One SyncState per source the tenant can be read from; a new one is due now."""
-    now = timezone.now()
-    for source in sources:
-        SyncState.objects.get_or_create(
-            tenant=tenant, source=source, defaults={"next_due_at": now}
-        )
 
 
 @transaction.atomic
@@ -557,7 +518,7 @@ def mark_capability_lost(
         .update(status=status, detail=detail, checked_at=timezone.now())
     )
     if changed:
-        audit(
+        core_services.audit(
             action="tenant.capability_lost",
             tenant=tenant,
             detail=f"{Capability.Source(source).label}: {detail}",
@@ -571,7 +532,7 @@ def _mark_failing(tenant: Tenant, reason: str) -> Tenant:
         tenant.state = Tenant.State.FAILING
         tenant.last_error = reason
         tenant.save(update_fields=["state", "last_error", "updated_at"])
-        audit(action="tenant.failing", tenant=tenant, detail=reason)
+        core_services.audit(action="tenant.failing", tenant=tenant, detail=reason)
     return tenant
 
 
@@ -583,7 +544,7 @@ def mark_tenant_revoked(*, tenant: Tenant, reason: str) -> Tenant:
         tenant.state = Tenant.State.REVOKED
         tenant.last_error = reason
         tenant.save(update_fields=["state", "last_error", "updated_at"])
-        audit(action="tenant.revoked", tenant=tenant, detail=reason)
+        core_services.audit(action="tenant.revoked", tenant=tenant, detail=reason)
     return tenant
 
 
@@ -607,7 +568,7 @@ def set_tenant_details(
         changed.append("region")
     if changed:
         tenant.save(update_fields=["mcas_url", "region", "updated_at"])
-        audit(
+        core_services.audit(
             action="tenant.details_changed",
             actor=actor,
             tenant=tenant,
@@ -618,41 +579,5 @@ def set_tenant_details(
 
 @transaction.atomic
 def request_reverification(*, actor, tenant: Tenant) -> None:
-    audit(action="tenant.reverify_requested", actor=actor, tenant=tenant)
+    core_services.audit(action="tenant.reverify_requested", actor=actor, tenant=tenant)
     _enqueue_verification(tenant)
-
-
-# --- Alarms ---------------------------------------------------------------------------
-
-
-def raise_partner_credential_alarm(*, message: str) -> None:
-    """One alarm for all tenants when our own credential fails, not one per tenant."""
-    with transaction.atomic():
-        alarm, created = Alarm.objects.select_for_update().get_or_create(
-            kind=Alarm.Kind.PARTNER_CREDENTIAL,
-            defaults={"message": message, "raised_at": timezone.now()},
-        )
-        if not created and (alarm.cleared_at is not None or alarm.message != message):
-            alarm.message = message
-            alarm.raised_at = timezone.now()
-            alarm.cleared_at = None
-            alarm.save()
-            created = True
-        if created:
-            audit(action="alarm.partner_credential", detail=message)
-    if created:
-        selectors.forget_alarms()
-
-
-def clear_partner_credential_alarm() -> None:
-    with transaction.atomic():
-        cleared = Alarm.objects.filter(
-            kind=Alarm.Kind.PARTNER_CREDENTIAL, cleared_at__isnull=True
-        ).update(cleared_at=timezone.now())
-        if cleared:
-            audit(
-                action="alarm.partner_credential_cleared",
-                detail="a token was issued again",
-            )
-    if cleared:
-        selectors.forget_alarms()

@@ -37,7 +37,7 @@ def pytest_unconfigure(config) -> None:
 @pytest.fixture(autouse=True)
 def _forget_shared_values() -> Iterator[None]:
     """The queue shares some results for a few seconds through Redis (counts, menus,
-    alarms; tenants.selectors._shared), keyed by scope: one test's must not answer
+    alarms; core.shared), keyed by scope: one test's must not answer
     the next test's requests."""
     import redis
     from django.conf import settings
@@ -146,7 +146,7 @@ def portal_on_emulator(settings, emulator) -> dict[str, str]:
 
     Worker processes started by a test take the returned variables.
     """
-    from partnerportal.emulation import emulator_environment
+    from demo.emulation import emulator_environment
     from tenants import microsoft
 
     env = emulator_environment(emulator.description)

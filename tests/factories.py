@@ -7,16 +7,9 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from tenants.models import (
-    Alert,
-    AlertStatus,
-    Capability,
-    Customer,
-    Incident,
-    Severity,
-    SyncState,
-    Tenant,
-)
+from alerts.models import Alert, AlertStatus, Incident, Severity
+from sync.models import SyncState
+from tenants.models import Capability, Customer, Tenant
 
 
 class UserFactory(factory.django.DjangoModelFactory):

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from alerts.models import Alert
+from demo.embedded import free_port
 from emulator.testing import load_description
-from partnerportal.embedded import free_port
-from tenants.models import Alert, Customer, Tenant
+from tenants.models import Customer, Tenant
 from tests.browser import chromium, requires_chromium, screenshot
 from tests.conftest import PROJECT_DIR, TEST_QUEUE
 

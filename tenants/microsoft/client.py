@@ -38,6 +38,7 @@ from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from msal.exceptions import MsalServiceError
 from requests.adapters import HTTPAdapter
 
+from core import validators
 from tenants.microsoft.schemas import (
     SOURCES,
     AccessDenied,
@@ -77,10 +78,6 @@ DEFAULT_RETRY_AFTER = 30.0
 #: (MSAL's own rule: under 5 minutes left counts as expired).
 TOKEN_MIN_SECONDS_LEFT = 300
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-_DOMAIN = re.compile(
-    r"^(?=.{1,253}$)(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,63}$"
-)
 _PEM_KEY = re.compile(
     r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----.+?-----END (?:[A-Z]+ )?PRIVATE KEY-----",
     re.S,
@@ -240,7 +237,7 @@ def _check_tenant_id(tenant_id: str) -> str:
     """A tenant GUID or verified domain, lower-cased; anything else never reaches a
     URL (it would change the authority's path)."""
     value = (tenant_id or "").strip()
-    if _GUID.match(value) or _DOMAIN.match(value):
+    if validators.is_guid(value) or validators.is_domain(value):
         return value.lower()
     raise TenantNotFound(
         "This is not a valid tenant ID or domain. Check the tenant ID with the "
@@ -1179,7 +1176,7 @@ class MicrosoftClient:
         row = get_source(source)
         token = self.get_token(tenant_id, row.resource)
         if (
-            _GUID.match(tenant_id)
+            validators.is_guid(tenant_id)
             and token.tenant_id
             and token.tenant_id.lower() != tenant_id.lower()
         ):

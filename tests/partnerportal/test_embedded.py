@@ -23,7 +23,7 @@ def test_embedded_servers_start_and_stop_when_no_urls_are_set():
         [
             sys.executable,
             "-m",
-            "partnerportal.embedded",
+            "demo.embedded",
             "run",
             "--",
             sys.executable,

@@ -5,7 +5,7 @@ import uuid
 import pytest
 from django.contrib.auth import get_user_model
 
-from partnerportal import lockout
+from accounts import lockout
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Sessions: kept in PostgreSQL, read through Redis (partnerportal.sessions)."""
+"""Sessions: kept in PostgreSQL, read through Redis (accounts.sessions)."""
 
 import pytest
 import redis
@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from partnerportal import sessions
+from accounts import sessions
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +22,7 @@ UNREACHABLE = {
 
 def session_queries(client) -> list[str]:
     with CaptureQueriesContext(connection) as queries:
-        assert client.get(reverse("tenants:queue")).status_code == 200
+        assert client.get(reverse("alerts:queue")).status_code == 200
     return [q["sql"] for q in queries.captured_queries if "django_session" in q["sql"]]
 
 
@@ -37,17 +37,17 @@ def test_without_redis_sessions_still_work_from_the_database(client, settings):
     client.force_login(UserFactory(is_staff=True))
     assert session_queries(client), "read from PostgreSQL"
     client.post(reverse("logout"))
-    response = client.get(reverse("tenants:queue"))
+    response = client.get(reverse("alerts:queue"))
     assert response.status_code == 302 and "login" in response["Location"]
 
 
 def test_a_logout_ends_the_cached_copy_too(client):
     client.force_login(UserFactory(is_staff=True))
-    assert client.get(reverse("tenants:queue")).status_code == 200  # now cached
+    assert client.get(reverse("alerts:queue")).status_code == 200  # now cached
     old = client.cookies["sessionid"].value
     client.post(reverse("logout"))
     client.cookies["sessionid"] = old  # someone kept the old cookie
-    response = client.get(reverse("tenants:queue"))
+    response = client.get(reverse("alerts:queue"))
     assert response.status_code == 302 and "login" in response["Location"]
 
 

@@ -3,7 +3,7 @@
 import os
 import time
 
-from partnerportal import tasks
+from core import tasks
 
 
 def test_a_real_worker_runs_a_task_through_the_redis_broker(celery_worker_process):

@@ -12,7 +12,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from tenants.models import Customer, Tenant
+from alerts.models import Alert, Incident
+from tenants.models import ConsentLink, Customer, Tenant
 
 SECRET_NAME = "Hidden Customer 7f3a"
 SECRET_TENANT = "7f3a0000-1111-4222-8333-944445555666"
@@ -68,10 +69,7 @@ def hidden_world(db):
         state=Tenant.State.VERIFIED,
     )
     codes = [str(customer.code), str(tenant.code)]
-    for model_name in ("Alert", "Incident", "ConsentLink"):
-        from tenants import models
-
-        model = getattr(models, model_name)
+    for model in (Alert, Incident, ConsentLink):
         codes += [str(code) for code in model.objects.values_list("code", flat=True)]
     codes.append(str(uuid.uuid4()))
     return customer, codes

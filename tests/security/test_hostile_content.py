@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.contrib.auth import get_user_model
 
-from tenants.models import Alert, Incident
+from alerts.models import Alert, Incident
 from tests.browser import chromium, requires_chromium
 from tests.conftest import WorkerProcess
 from tests.tenants.sync_helpers import consented_emulator, verified_tenants
@@ -183,15 +183,15 @@ def pages_to_open(tenant) -> list[str]:
         "/overview",
         "/health",
         f"/customers/{tenant.customer.code}/",
-        "/admin/tenants/alert/",
-        f"/admin/tenants/alert/?q={MARK}",
-        "/admin/tenants/incident/",
-        "/admin/tenants/syncstate/",
+        "/admin/alerts/alert/",
+        f"/admin/alerts/alert/?q={MARK}",
+        "/admin/alerts/incident/",
+        "/admin/sync/syncstate/",
     ]
     urls += [f"/alerts/{a.code}" for a in alerts]
     urls += [f"/incidents/{i.code}" for i in incidents]
-    urls += [f"/admin/tenants/alert/{a.pk}/change/" for a in alerts]
-    urls += [f"/admin/tenants/incident/{i.pk}/change/" for i in incidents]
+    urls += [f"/admin/alerts/alert/{a.pk}/change/" for a in alerts]
+    urls += [f"/admin/alerts/incident/{i.pk}/change/" for i in incidents]
     return urls
 
 

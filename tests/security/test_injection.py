@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from tenants import forms
+from alerts import forms, queue
 from tests.factories import (
     AlertFactory,
     CustomerFactory,
@@ -121,7 +121,7 @@ def attacks(parameters: list[str], hidden_code: str) -> list[dict]:
     queries.append({"q": SECRET})
     queries.append({"after": FORGED_CURSORS, "sort": "severity"})
     for forged in FORGED_CURSORS:
-        for sort in forms.QUEUE_SORTS:
+        for sort in queue.QUEUE_SORTS:
             queries.append({"after": forged, "sort": sort})
     return queries
 
@@ -241,15 +241,15 @@ def test_what_the_database_would_choke_on_is_a_400_before_any_view(db):
     client.force_login(root)
     refused = [
         ("/admin/tenants/tenant/", {"state__exact": "\x00"}),
-        ("/admin/tenants/alert/", {"q": "a\x00"}),
+        ("/admin/alerts/alert/", {"q": "a\x00"}),
         ("/queue", {"q\x00": "x"}),
         ("/admin/auth/group/", {"name__regex": "(unclosed"}),
-        ("/admin/tenants/alert/", {"title__iregex": "(a+)+$"}),
-        ("/admin/tenants/alert/", {"q": "high " * 2_000}),
+        ("/admin/alerts/alert/", {"title__iregex": "(a+)+$"}),
+        ("/admin/alerts/alert/", {"q": "high " * 2_000}),
         ("/admin/tenants/customer/", {"q": "x" * 201}),
     ]
     for path, query in refused:
         response = client.get(path, query)
         assert response.status_code == 400, (path, str(query)[:60])
         assert response.content, path
-    assert client.get("/admin/tenants/alert/", {"q": "Some alert"}).status_code == 200
+    assert client.get("/admin/alerts/alert/", {"q": "Some alert"}).status_code == 200

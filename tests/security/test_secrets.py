@@ -23,8 +23,10 @@ from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
 
+from alerts.models import Alert
+from core.models import Alarm
 from tenants import microsoft, services
-from tenants.models import Alarm, Alert, Capability, Tenant
+from tenants.models import Capability, Tenant
 from tests.conftest import TEST_QUEUE, WorkerProcess
 from tests.tenants.sync_helpers import consented_emulator, verified_tenants
 
@@ -116,16 +118,16 @@ def staff_pages(client: Client, tenant: Tenant) -> dict[str, str]:
         "/admin/",
         "/admin/tenants/tenant/",
         f"/admin/tenants/tenant/{tenant.pk}/change/",
-        "/admin/tenants/syncstate/",
-        "/admin/tenants/syncrun/",
-        "/admin/tenants/alarm/",
-        "/admin/tenants/auditevent/",
+        "/admin/sync/syncstate/",
+        "/admin/sync/syncrun/",
+        "/admin/core/alarm/",
+        "/admin/core/auditevent/",
         "/admin/tenants/capability/",
         "/admin/tenants/consentlink/",
     ]
     alert = Alert.objects.filter(tenant=tenant).first()
     if alert:
-        urls += [f"/alerts/{alert.code}", f"/admin/tenants/alert/{alert.pk}/change/"]
+        urls += [f"/alerts/{alert.code}", f"/admin/alerts/alert/{alert.pk}/change/"]
     pages = {}
     for url in urls:
         response = client.get(url)

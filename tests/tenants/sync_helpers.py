@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from tenants import normalize, services
-from tenants.models import Alert, Capability, Customer, Incident, SyncState, Tenant
+from alerts import normalize
+from alerts.models import Alert, Incident
+from sync import services as sync_services
+from sync.models import SyncState
+from tenants.models import Capability, Customer, Tenant
 
 SOURCES = (
     "mde_alerts",
@@ -38,7 +41,7 @@ def verified_tenants(emulator, *, sources=SOURCES, count: int | None = None):
                 status=Capability.Status.OK,
                 checked_at=timezone.now(),
             )
-        services.ensure_sync_states(tenant=tenant, sources=sources)
+        sync_services.ensure_sync_states(tenant=tenant, sources=sources)
         tenants.append(tenant)
     return tenants
 

@@ -11,8 +11,9 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from core.models import AuditEvent
 from tenants import services
-from tenants.models import AuditEvent, ConsentLink, Customer, Tenant
+from tenants.models import ConsentLink, Customer, Tenant
 
 TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"
 

@@ -12,9 +12,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from partnerportal.models import StaffIdentity
-from tenants import keyset, selectors, services, triage
-from tenants.models import Alert, AlertChange, Customer, Tenant, TriageAction
+from accounts.models import StaffIdentity
+from alerts import keyset, queue, triage
+from alerts.models import Alert, AlertChange, TriageAction
+from core import services as core_services
+from tenants.models import Customer, Tenant
 from tests.factories import (
     AlertFactory,
     CapabilityFactory,
@@ -56,13 +58,13 @@ def world(analyst):
 
 def page_urls(world) -> list[str]:
     return [
-        reverse("tenants:overview"),
-        reverse("tenants:queue"),
-        reverse("tenants:queue_export"),
-        reverse("tenants:incident_list"),
-        reverse("tenants:tenant_health"),
-        reverse("tenants:alert_detail", kwargs={"code": world["alert"].code}),
-        reverse("tenants:incident_detail", kwargs={"code": world["incident"].code}),
+        reverse("alerts:overview"),
+        reverse("alerts:queue"),
+        reverse("alerts:queue_export"),
+        reverse("alerts:incident_list"),
+        reverse("sync:tenant_health"),
+        reverse("alerts:alert_detail", kwargs={"code": world["alert"].code}),
+        reverse("alerts:incident_detail", kwargs={"code": world["incident"].code}),
     ]
 
 
@@ -71,7 +73,7 @@ def test_every_dashboard_view_sends_anonymous_visitors_to_sign_in(client, world)
         response = client.get(url)
         assert response.status_code == 302, url
         assert response["Location"].startswith("/accounts/login/"), url
-    triage_url = reverse("tenants:alert_triage", kwargs={"code": world["alert"].code})
+    triage_url = reverse("alerts:alert_triage", kwargs={"code": world["alert"].code})
     assert client.post(triage_url)["Location"].startswith("/accounts/login/")
 
 
@@ -81,12 +83,12 @@ def test_staff_without_access_get_404_for_anything_outside_their_scope(client, w
     for url in page_urls(world)[-2:]:
         assert client.get(url).status_code == 404, url
     assert client.get(url, HTTP_HX_REQUEST="true").status_code == 404
-    triage_url = reverse("tenants:alert_triage", kwargs={"code": world["alert"].code})
+    triage_url = reverse("alerts:alert_triage", kwargs={"code": world["alert"].code})
     assert client.post(triage_url, {"status": "resolved"}).status_code == 404
     customer = world["mine"].customer.code
-    queue = reverse("tenants:queue")
+    queue = reverse("alerts:queue")
     assert client.get(queue, {"customer": customer}).status_code == 404
-    export = reverse("tenants:queue_export")
+    export = reverse("alerts:queue_export")
     assert client.get(export, {"customer": customer}).status_code == 404
     # Lists answer, but show nothing of anyone.
     for url in page_urls(world)[:5]:
@@ -101,18 +103,18 @@ def test_staff_see_their_customers_directly_or_through_a_group(client, world):
     group_member.groups.add(group)
     world["theirs"].customer.staff_groups.add(group)
     client.force_login(group_member)
-    body = client.get(reverse("tenants:queue")).content.decode()
+    body = client.get(reverse("alerts:queue")).content.decode()
     assert "Their alert" in body
     assert "Mine alert" not in body
-    detail = reverse("tenants:alert_detail", kwargs={"code": world["other"].code})
+    detail = reverse("alerts:alert_detail", kwargs={"code": world["other"].code})
     assert client.get(detail).status_code == 200
-    mine = reverse("tenants:alert_detail", kwargs={"code": world["alert"].code})
+    mine = reverse("alerts:alert_detail", kwargs={"code": world["alert"].code})
     assert client.get(mine).status_code == 404
 
 
 def test_superusers_see_every_customer(client, world):
     client.force_login(UserFactory(username="root", is_superuser=True))
-    body = client.get(reverse("tenants:queue")).content.decode()
+    body = client.get(reverse("alerts:queue")).content.decode()
     assert "Mine alert" in body
     assert "Their alert" in body
 
@@ -139,7 +141,7 @@ def test_queue_hides_duplicates_and_filters_by_everything(client, world, analyst
         entities_text="dc01.contoso.example e3b0c44298fc1c149afbf4c8996fb924",
     )
     client.force_login(analyst)
-    queue = reverse("tenants:queue")
+    queue = reverse("alerts:queue")
 
     def titles(**params) -> set[str]:
         response = client.get(queue, params)
@@ -196,7 +198,7 @@ def test_queue_rows_show_times_ages_and_names(client, analyst):
     undated = AlertFactory(tenant=unnamed, title="Undated", created_at_source=None)
     Alert.objects.filter(pk=undated.pk).update(first_seen_at=now - timedelta(hours=5))
     client.force_login(analyst)
-    body = client.get(reverse("tenants:queue")).content.decode()
+    body = client.get(reverse("alerts:queue")).content.decode()
 
     def cells(alert) -> list[str]:
         row = re.search(rf'<tr [^>]*data-alert="{alert.code}">(.*?)</tr>', body, re.S)
@@ -235,7 +237,7 @@ def test_queue_search_finds_whole_words_and_word_starts(client, analyst):
     client.force_login(analyst)
 
     def titles(q: str) -> set[str]:
-        response = client.get(reverse("tenants:queue"), {"q": q})
+        response = client.get(reverse("alerts:queue"), {"q": q})
         assert response.status_code == 200, response.content[:500]
         return {a.title for a in response.context["page"].alerts}
 
@@ -280,29 +282,29 @@ def test_search_asks_the_index_for_rare_words_and_checks_the_phrase(
     AlertFactory(tenant=tenant, title="Reversed", entities_text="0017 ws corp")
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE tenants_alert")
-    monkeypatch.setattr(selectors, "_common_words", (0.0, frozenset()))
-    assert {"ws", "corp", "example", "10", "0", "7"} <= selectors.common_words()
+    monkeypatch.setattr(queue, "_common_words", (0.0, frozenset()))
+    assert {"ws", "corp", "example", "10", "0", "7"} <= queue.common_words()
     client.force_login(analyst)
     with CaptureQueriesContext(connection) as queries:
-        response = client.get(reverse("tenants:queue"), {"q": "WS-0017.corp"})
+        response = client.get(reverse("alerts:queue"), {"q": "WS-0017.corp"})
     assert {a.title for a in response.context["page"].alerts} == {"Alert 17"}
     assert any("ts_match_vq" in q["sql"] for q in queries.captured_queries)
-    response = client.get(reverse("tenants:queue"), {"q": "10.0.17.7"})
+    response = client.get(reverse("alerts:queue"), {"q": "10.0.17.7"})
     assert {a.title for a in response.context["page"].alerts} == {"Alert 17"}
-    response = client.get(reverse("tenants:queue"), {"q": "10.0.1"})
+    response = client.get(reverse("alerts:queue"), {"q": "10.0.1"})
     assert {a.title for a in response.context["page"].alerts} == {"Alert 1"}
-    response = client.get(reverse("tenants:queue"), {"q": "10.0.2"})
+    response = client.get(reverse("alerts:queue"), {"q": "10.0.2"})
     assert {a.title for a in response.context["page"].alerts} == {"Alert 2"}
-    response = client.get(reverse("tenants:queue"), {"q": "10.0.12"})
+    response = client.get(reverse("alerts:queue"), {"q": "10.0.12"})
     assert {a.title for a in response.context["page"].alerts} == {"Alert 12"}
-    response = client.get(reverse("tenants:queue"), {"q": "0017.ws"})
+    response = client.get(reverse("alerts:queue"), {"q": "0017.ws"})
     assert {a.title for a in response.context["page"].alerts} == {"Reversed"}
     # The page's rows: Postgres checks the status and severity on the rows the index
     # found, and the phrase only on those they let through, sorted, until the page
     # is full (above the sort), not on every one.
     with CaptureQueriesContext(connection) as queries:
         client.get(
-            reverse("tenants:queue"),
+            reverse("alerts:queue"),
             {"q": "WS-0017.corp", "status": "new", "severity": "high"},
         )
     (rows,) = [q["sql"] for q in queries.captured_queries if "LIMIT 51" in q["sql"]]
@@ -342,13 +344,13 @@ def test_search_phrase_is_checked_in_page_order_across_pages(
         )
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE tenants_alert")
-    monkeypatch.setattr(selectors, "_common_words", (0.0, frozenset()))
-    assert "ws" in selectors.common_words()
+    monkeypatch.setattr(queue, "_common_words", (0.0, frozenset()))
+    assert "ws" in queue.common_words()
     client.force_login(analyst)
     seen, params = [], {"q": "ws-77"}
     for _ in range(3):
         with CaptureQueriesContext(connection) as queries:
-            page = client.get(reverse("tenants:queue"), params).context["page"]
+            page = client.get(reverse("alerts:queue"), params).context["page"]
         # (The rows are read the way the test above pins.)
         assert any("AS candidate" in q["sql"] for q in queries.captured_queries)
         seen.append([a.title for a in page.alerts])
@@ -363,7 +365,7 @@ def test_search_phrase_is_checked_in_page_order_across_pages(
     Alert.objects.filter(title="Host 42").update(severity="high")
     Alert.objects.filter(title="Hash 0").update(severity="high")
     params = {"q": "ws-77", "sort": "severity"}
-    page = client.get(reverse("tenants:queue"), params).context["page"]
+    page = client.get(reverse("alerts:queue"), params).context["page"]
     assert [a.title for a in page.alerts] == ["Host 42"] + [
         f"Host {i}" for i in range(50) if i != 42
     ]
@@ -375,16 +377,16 @@ def test_search_phrase_is_checked_in_page_order_across_pages(
 def test_alarms_are_shared_between_pages_but_a_new_one_shows_at_once(client, analyst):
     client.force_login(analyst)
     message = "The portal credential expired (AADSTS7000222)"
-    assert message not in client.get(reverse("tenants:queue")).content.decode()
-    services.raise_partner_credential_alarm(message=message)
-    assert message in client.get(reverse("tenants:queue")).content.decode()
-    services.clear_partner_credential_alarm()
-    assert message not in client.get(reverse("tenants:queue")).content.decode()
+    assert message not in client.get(reverse("alerts:queue")).content.decode()
+    core_services.raise_partner_credential_alarm(message=message)
+    assert message in client.get(reverse("alerts:queue")).content.decode()
+    core_services.clear_partner_credential_alarm()
+    assert message not in client.get(reverse("alerts:queue")).content.decode()
 
 
 def test_a_search_word_without_letters_or_digits_is_a_clear_400(client, analyst):
     client.force_login(analyst)
-    response = client.get(reverse("tenants:queue"), {"q": "ws-01 ---"})
+    response = client.get(reverse("alerts:queue"), {"q": "ws-01 ---"})
     assert response.status_code == 400
     assert "needs a letter or digit" in response.content.decode()
 
@@ -394,7 +396,7 @@ def test_queue_counts_by_severity_for_the_current_filter(client, world, analyst)
         AlertFactory(tenant=world["mine"], severity="high")
     AlertFactory(tenant=world["mine"], severity="low", status="resolved")
     client.force_login(analyst)
-    response = client.get(reverse("tenants:queue"), {"status": "new"})
+    response = client.get(reverse("alerts:queue"), {"status": "new"})
     counts = {c.severity: c.count for c in response.context["page"].counts}
     assert counts == {
         "high": 3,
@@ -404,7 +406,7 @@ def test_queue_counts_by_severity_for_the_current_filter(client, world, analyst)
         "unknown": 0,
     }
     # Selecting a severity narrows the rows, not the facet counts.
-    response = client.get(reverse("tenants:queue"), {"severity": "high"})
+    response = client.get(reverse("alerts:queue"), {"severity": "high"})
     assert len(response.context["page"].alerts) == 3
     assert {c.severity: c.count for c in response.context["page"].counts}["low"] == 1
 
@@ -450,10 +452,10 @@ def test_shared_severity_counts_follow_every_filter(client, analyst, narrowing):
     client.force_login(analyst)
 
     def high() -> int:
-        page = client.get(reverse("tenants:queue"), narrowing).context["page"]
+        page = client.get(reverse("alerts:queue"), narrowing).context["page"]
         return {c.severity: c.count for c in page.counts}["high"]
 
-    wide = client.get(reverse("tenants:queue")).context["page"]
+    wide = client.get(reverse("alerts:queue")).context["page"]
     assert {c.severity: c.count for c in wide.counts}["high"] == 5
     expected = {"unassigned": 2, "24h": 3}.get(
         narrowing.get("assigned") or narrowing.get("range"), 1
@@ -476,7 +478,7 @@ def test_keyset_pages_cover_every_alert_exactly_once(client, analyst, sort):
     client.force_login(analyst)
     seen, params, pages = [], {"sort": sort}, 0
     while True:
-        response = client.get(reverse("tenants:queue"), params)
+        response = client.get(reverse("alerts:queue"), params)
         assert response.status_code == 200
         page = response.context["page"]
         seen += [a.pk for a in page.alerts]
@@ -493,7 +495,7 @@ def test_keyset_pages_cover_every_alert_exactly_once(client, analyst, sort):
 def test_a_submitted_blank_filter_form_means_any(client, world, analyst):
     client.force_login(analyst)
     blank = {k: "" for k in ("q", "customer", "source", "category", "assigned")}
-    response = client.get(reverse("tenants:queue"), {**blank, "range": ""})
+    response = client.get(reverse("alerts:queue"), {**blank, "range": ""})
     assert response.status_code == 200
     assert len(response.context["page"].alerts) == 2
 
@@ -501,7 +503,7 @@ def test_a_submitted_blank_filter_form_means_any(client, world, analyst):
 def test_queue_state_lives_in_the_url(client, world, analyst):
     client.force_login(analyst)
     response = client.get(
-        reverse("tenants:queue"), {"q": "alert", "status": "new", "sort": "severity"}
+        reverse("alerts:queue"), {"q": "alert", "status": "new", "sort": "severity"}
     )
     body = response.content.decode()
     assert 'value="alert"' in body
@@ -530,7 +532,7 @@ def test_queue_state_lives_in_the_url(client, world, analyst):
 )
 def test_bad_queue_parameters_are_a_clear_400(client, world, analyst, params):
     client.force_login(analyst)
-    response = client.get(reverse("tenants:queue"), params)
+    response = client.get(reverse("alerts:queue"), params)
     assert response.status_code == 400
     # A NUL never reaches the queue: QueryGuardMiddleware refuses it for every view.
     expected = (
@@ -539,22 +541,22 @@ def test_bad_queue_parameters_are_a_clear_400(client, world, analyst, params):
         else "This filter cannot be used"
     )
     assert expected in response.content.decode()
-    partial = client.get(reverse("tenants:queue"), params, HTTP_HX_REQUEST="true")
+    partial = client.get(reverse("alerts:queue"), params, HTTP_HX_REQUEST="true")
     assert partial.status_code == 400
-    export = client.get(reverse("tenants:queue_export"), params)
+    export = client.get(reverse("alerts:queue_export"), params)
     assert export.status_code == 400
 
 
 def test_queue_partial_for_htmx_polling(client, world, analyst):
     client.force_login(analyst)
-    response = client.get(reverse("tenants:queue"), HTTP_HX_REQUEST="true")
+    response = client.get(reverse("alerts:queue"), HTTP_HX_REQUEST="true")
     body = response.content.decode()
     assert response.status_code == 200
     assert body.lstrip().startswith('<div id="queue-results"')
     assert 'hx-trigger="every 15s"' in body
     assert "<html" not in body
     AlertFactory(tenant=world["mine"], title="Arrived since")
-    body = client.get(reverse("tenants:queue"), HTTP_HX_REQUEST="true").content
+    body = client.get(reverse("alerts:queue"), HTTP_HX_REQUEST="true").content
     assert b"Arrived since" in body
 
 
@@ -572,10 +574,11 @@ def test_queue_names_tenants_that_are_stale_or_skipped(client, analyst):
     )
     TenantFactory(customer=customer, display_name="never-synced")
     client.force_login(analyst)
-    page = client.get(reverse("tenants:queue")).context["page"]
-    names = {str(row.tenant) for row in page.stale}
+    # The sync app's banner on the queue (sync_health's stale_tenants_banner).
+    context = client.get(reverse("alerts:queue")).context
+    names = {str(row.tenant) for row in context["stale"]}
     assert names == {"stale-one", "revoked-one", "never-synced"}
-    assert page.stale_total == 3
+    assert context["stale_total"] == 3
 
 
 def test_stale_tenants_shared_between_requests_never_outlive_an_assignment(
@@ -587,8 +590,8 @@ def test_stale_tenants_shared_between_requests_never_outlive_an_assignment(
     client.force_login(analyst)
 
     def stale() -> set[str]:
-        page = client.get(reverse("tenants:queue")).context["page"]
-        return {str(row.tenant) for row in page.stale}
+        context = client.get(reverse("alerts:queue")).context
+        return {str(row.tenant) for row in context["stale"]}
 
     assert stale() == {"stale-one"}
     tenant.syncs.update(last_success_at=timezone.now())
@@ -628,15 +631,15 @@ def test_queue_and_detail_query_counts_are_bounded(
     # A staff member's queue names their customers once more on a cache miss (the
     # key of the shared stale-tenant list), and lists no stale tenants on a hit.
     with django_assert_max_num_queries(11):
-        assert client.get(reverse("tenants:queue")).status_code == 200
+        assert client.get(reverse("alerts:queue")).status_code == 200
     with django_assert_max_num_queries(10):
         response = client.get(
-            reverse("tenants:queue"),
+            reverse("alerts:queue"),
             {"q": "powershell", "severity": "medium", "status": "new"},
         )
         assert response.status_code == 200
     with django_assert_max_num_queries(10):
-        url = reverse("tenants:alert_detail", kwargs={"code": alert.code})
+        url = reverse("alerts:alert_detail", kwargs={"code": alert.code})
         assert client.get(url).status_code == 200
     with django_assert_max_num_queries(6):
         assert client.get(url, HTTP_HX_REQUEST="true").status_code == 200
@@ -650,7 +653,7 @@ def test_detail_shows_fields_evidence_changes_related_and_raw(client, world, ana
     alert.save()
     AlertChange.objects.create(alert=alert, changes={"status": ["new", "in_progress"]})
     client.force_login(analyst)
-    response = client.get(reverse("tenants:alert_detail", kwargs={"code": alert.code}))
+    response = client.get(reverse("alerts:alert_detail", kwargs={"code": alert.code}))
     body = response.content.decode()
     assert "evil.exe" in body and "abc123" in body
     assert "in_progress" in body
@@ -672,13 +675,13 @@ def test_hostile_text_is_escaped_and_only_microsoft_portals_become_links(
         raw={"title": payload},
     )
     client.force_login(analyst)
-    url = reverse("tenants:alert_detail", kwargs={"code": alert.code})
+    url = reverse("alerts:alert_detail", kwargs={"code": alert.code})
     body = client.get(url).content.decode()
     assert "<script>alert" not in body
     assert "<img src=x" not in body
     assert "&lt;script&gt;" in body
     assert 'href="javascript:' not in body
-    queue = client.get(reverse("tenants:queue")).content.decode()
+    queue = client.get(reverse("alerts:queue")).content.decode()
     assert "<script>alert" not in queue
     for bad in (
         "https://evil.example/alerts/1",
@@ -697,7 +700,7 @@ def test_hostile_text_is_escaped_and_only_microsoft_portals_become_links(
 def test_csv_export_defuses_formulas(client, world, analyst):
     AlertFactory(tenant=world["mine"], title='=HYPERLINK("http://evil")')
     client.force_login(analyst)
-    response = client.get(reverse("tenants:queue_export"))
+    response = client.get(reverse("alerts:queue_export"))
     assert response.status_code == 200
     body = response.content.decode()
     assert "'=HYPERLINK" in body
@@ -712,9 +715,9 @@ def test_every_response_carries_the_content_security_policy(client, world, analy
         assert "script-src 'self'" in policy
         assert "unsafe-inline" not in policy
     client.force_login(UserFactory(username="boss", is_staff=True, is_superuser=True))
-    for url in [*page_urls(world), "/admin/", "/admin/tenants/alert/"]:
+    for url in [*page_urls(world), "/admin/", "/admin/alerts/alert/"]:
         assert "default-src 'self'" in client.get(url)["Content-Security-Policy"]
-    partial = client.get(reverse("tenants:queue"), HTTP_HX_REQUEST="true")
+    partial = client.get(reverse("alerts:queue"), HTTP_HX_REQUEST="true")
     assert "frame-ancestors 'none'" in partial["Content-Security-Policy"]
     assert client.get("/no/such/page")["Content-Security-Policy"]
 
@@ -747,7 +750,7 @@ def test_health_puts_problems_first_in_plain_words(client, analyst):
     CapabilityFactory(tenant=revoked)
     SyncStateFactory(tenant=revoked)
     client.force_login(analyst)
-    response = client.get(reverse("tenants:tenant_health"))
+    response = client.get(reverse("sync:tenant_health"))
     rows = response.context["rows"]
     assert [str(r.tenant) for r in rows] == ["mmm-revoked", "zzz-bad", "aaa-good"]
     page = response.content.decode()
@@ -760,7 +763,7 @@ def test_health_puts_problems_first_in_plain_words(client, analyst):
 
 def test_overview_draws_the_chart_as_inline_svg(client, world, analyst):
     client.force_login(analyst)
-    response = client.get(reverse("tenants:overview"))
+    response = client.get(reverse("alerts:overview"))
     body = response.content.decode()
     assert response.status_code == 200
     assert '<svg class="chart"' in body
@@ -774,7 +777,7 @@ def test_triage_records_an_action_and_enqueues_the_write_back(
 ):
     alert = world["alert"]
     client.force_login(analyst)
-    url = reverse("tenants:alert_triage", kwargs={"code": alert.code})
+    url = reverse("alerts:alert_triage", kwargs={"code": alert.code})
     with django_capture_on_commit_callbacks() as callbacks:
         response = client.post(
             url,
@@ -836,7 +839,8 @@ def test_source_changes_speak_each_apis_spelling():
 @pytest.fixture
 def emulator_alert(portal_on_emulator, emulator, analyst):
     """The Alert row the sync would make for an MDE alert of the emulator's world."""
-    from tenants import microsoft, normalize
+    from alerts import normalize
+    from tenants import microsoft
 
     info = emulator.description["tenants"][0]
     emulator.control("POST", f"tenants/{info['id']}/consent", {})
@@ -864,7 +868,7 @@ def emulated_alert(emulator, alert):
 
 @pytest.mark.integration
 def test_write_back_patches_defender_and_updates_the_row(emulator, emulator_alert):
-    from tenants import tasks
+    from alerts import tasks as alert_tasks
 
     action = triage.request_triage(
         actor=None,
@@ -873,8 +877,8 @@ def test_write_back_patches_defender_and_updates_the_row(emulator, emulator_aler
         changes={"status": "resolved", "classification": "true_positive"},
         comment="Done by the portal",
     )
-    tasks.write_back_triage(action.pk)
-    tasks.write_back_triage(action.pk)  # twice: same result
+    alert_tasks.write_back_triage(action.pk)
+    alert_tasks.write_back_triage(action.pk)  # twice: same result
     action.refresh_from_db()
     assert action.status == TriageAction.Status.APPLIED, action.result_detail
     there = emulated_alert(emulator, emulator_alert)
@@ -890,7 +894,8 @@ def test_write_back_patches_defender_and_updates_the_row(emulator, emulator_aler
 def test_a_change_made_in_defender_meanwhile_is_not_overwritten(
     emulator, emulator_alert
 ):
-    from tenants import microsoft, tasks
+    from alerts import tasks as alert_tasks
+    from tenants import microsoft
 
     microsoft.get_client().update_mde_alert(
         str(emulator_alert.tenant.tenant_id),
@@ -904,7 +909,7 @@ def test_a_change_made_in_defender_meanwhile_is_not_overwritten(
         based_on_updated_at=emulator_alert.updated_at_source,
         changes={"status": "resolved"},
     )
-    tasks.write_back_triage(action.pk)
+    alert_tasks.write_back_triage(action.pk)
     action.refresh_from_db()
     assert action.status == TriageAction.Status.CONFLICT
     assert "someone@contoso.example" in action.result_detail
@@ -964,7 +969,7 @@ def test_microsoft_sign_in_creates_an_account_with_no_access(
     assert not Customer.objects.visible_to(identity.user).exists()
     body = client.get("/queue").content.decode()
     assert "Mine alert" not in body and "Their alert" not in body
-    url = reverse("tenants:alert_detail", kwargs={"code": world["alert"].code})
+    url = reverse("alerts:alert_detail", kwargs={"code": world["alert"].code})
     assert client.get(url).status_code == 404
     # A second sign-in finds the same account.
     client.logout()

@@ -9,8 +9,10 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from tenants import microsoft, triage
-from tenants.models import Alert, Tenant, TriageAction
+from alerts import triage
+from alerts.models import Alert, TriageAction
+from tenants import microsoft
+from tenants.models import Tenant
 from tests.browser import chromium, requires_chromium, screenshot
 from tests.conftest import WorkerProcess
 from tests.factories import (
@@ -258,7 +260,7 @@ def test_hostile_alert_runs_no_script_and_the_admin_works_under_the_csp(portal, 
     get_user_model().objects.filter(pk=soc["analyst"].pk).update(
         is_staff=True, is_superuser=True
     )
-    page.goto(f"{base}/admin/tenants/alert/")
+    page.goto(f"{base}/admin/alerts/alert/")
     page.locator("#changelist").wait_for()
     page.goto(f"{base}/admin/auth/user/{soc['analyst'].pk}/change/")
     page.locator("#id_username").wait_for()

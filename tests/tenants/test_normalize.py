@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tenants import normalize
-from tenants.models import AlertStatus, Severity
+from alerts import normalize
+from alerts.models import AlertStatus, Severity
 
 REALDATA = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
 TENANT = "aaaabbbb-0000-cccc-1111-dddd2222eeee"

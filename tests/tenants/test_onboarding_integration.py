@@ -13,9 +13,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils.html import escape
 
+from core.models import Alarm, AuditEvent
 from emulator.scripted import follow_consent_link
 from tenants import services
-from tenants.models import Alarm, AuditEvent, Capability, ConsentLink, Tenant
+from tenants.models import Capability, ConsentLink, Tenant
 from tests.conftest import WorkerProcess
 
 pytestmark = pytest.mark.integration

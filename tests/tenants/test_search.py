@@ -7,8 +7,8 @@ import importlib
 import pytest
 from django.db import connection
 
-from tenants import search, sync
-from tenants.models import Alert
+from alerts import search, storage
+from alerts.models import Alert
 from tests.factories import AlertFactory
 
 BACKFILL = importlib.import_module(
@@ -65,7 +65,7 @@ def test_the_sync_writes_the_same_document_in_binary_form():
     ]
     with connection.cursor() as cursor:
         cursor.execute("CREATE TEMP TABLE vectors (n int, vector tsvector)")
-        sync._copy_in(
+        storage._copy_in(
             cursor.cursor,
             "vectors",
             [("n", "int4"), ("vector", "tsvector")],

@@ -11,9 +11,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from tenants import normalize, sync
+from alerts import normalize, storage
+from alerts.models import Alert, AlertChange, Incident
+from sync import quotas, runner
+from sync import services as sync_services
+from sync.models import SyncRun, SyncState
 from tenants.microsoft import schemas
-from tenants.models import Alert, AlertChange, Incident, SyncRun, SyncState, Tenant
+from tenants.models import Tenant
 from tests.tenants.sync_helpers import consented_emulator, differences, verified_tenants
 
 
@@ -32,9 +36,9 @@ def state_of(tenant: Tenant, source: str) -> SyncState:
     return SyncState.objects.get(tenant=tenant, source=source)
 
 
-def sync_all(tenant: Tenant) -> dict[str, sync.SyncResult]:
+def sync_all(tenant: Tenant) -> dict[str, runner.SyncResult]:
     return {
-        s.source: sync.sync_source(sync_state_id=s.pk)
+        s.source: runner.sync_source(sync_state_id=s.pk)
         for s in SyncState.objects.filter(tenant=tenant)
     }
 
@@ -74,8 +78,8 @@ def alert_row(provider_id: str, updated, **fields) -> dict:
 
 def test_newer_copy_wins_and_its_changes_are_recorded(tenant):
     t0 = timezone.now() - timedelta(hours=1)
-    sync.upsert_alerts(tenant.pk, [alert_row("a1", t0)])
-    created, updated, _ = sync.upsert_alerts(
+    storage.upsert_alerts(tenant.pk, [alert_row("a1", t0)])
+    created, updated, _ = storage.upsert_alerts(
         tenant.pk,
         [
             alert_row(
@@ -92,8 +96,8 @@ def test_newer_copy_wins_and_its_changes_are_recorded(tenant):
 
 def test_older_copy_never_overwrites_a_newer_one(tenant):
     t0 = timezone.now() - timedelta(hours=1)
-    sync.upsert_alerts(tenant.pk, [alert_row("a1", t0, status="resolved")])
-    created, updated, _ = sync.upsert_alerts(
+    storage.upsert_alerts(tenant.pk, [alert_row("a1", t0, status="resolved")])
+    created, updated, _ = storage.upsert_alerts(
         tenant.pk, [alert_row("a1", t0 - timedelta(seconds=5), status="new")]
     )
     assert (created, updated) == (0, 0)
@@ -104,17 +108,17 @@ def test_older_copy_never_overwrites_a_newer_one(tenant):
 def test_same_copy_again_changes_nothing_and_one_page_may_hold_an_alert_twice(tenant):
     t0 = timezone.now() - timedelta(hours=1)
     rows = [alert_row("a1", t0), alert_row("a1", t0 + timedelta(seconds=1), title="n")]
-    assert sync.upsert_alerts(tenant.pk, rows)[:2] == (1, 0)
+    assert storage.upsert_alerts(tenant.pk, rows)[:2] == (1, 0)
     assert Alert.objects.get(provider_id="a1").title == "n"
-    assert sync.upsert_alerts(tenant.pk, rows)[:2] == (0, 0)
+    assert storage.upsert_alerts(tenant.pk, rows)[:2] == (0, 0)
 
 
 def test_a_page_of_new_and_known_alerts_inserts_the_new_and_updates_the_known(tenant):
     t0 = timezone.now() - timedelta(hours=1)
-    sync.upsert_alerts(tenant.pk, [alert_row("a1", t0), alert_row("a2", t0)])
+    storage.upsert_alerts(tenant.pk, [alert_row("a1", t0), alert_row("a2", t0)])
     first = {a.provider_id: a for a in Alert.objects.filter(tenant=tenant)}
     later = t0 + timedelta(seconds=1)
-    created, updated, written = sync.upsert_alerts(
+    created, updated, written = storage.upsert_alerts(
         tenant.pk,
         [
             alert_row("a1", later, status="resolved"),  # known, newer
@@ -153,7 +157,7 @@ def test_payloads_keep_integers_beyond_64_bits_and_nan_becomes_null(tenant):
     t0 = timezone.now()
     big = {"id": "big", "n": 2**70, "small": -(2**63), "text": "é\u2028"}
     nan = {"id": "nan", "x": float("nan")}
-    sync.upsert_alerts(
+    storage.upsert_alerts(
         tenant.pk, [alert_row("big", t0, raw=big), alert_row("nan", t0, raw=nan)]
     )
     assert Alert.objects.get(tenant=tenant, provider_id="big").raw == big
@@ -238,7 +242,7 @@ def test_cursor_comes_from_the_data_and_the_next_run_rereads_the_overlap(
     tenant, emulator, settings
 ):
     state = state_of(tenant, "mde_alerts")
-    sync.sync_source(sync_state_id=state.pk)
+    runner.sync_source(sync_state_id=state.pk)
     state.refresh_from_db()
     newest = max(
         Alert.objects.filter(tenant=tenant, source="mde").values_list(
@@ -247,7 +251,7 @@ def test_cursor_comes_from_the_data_and_the_next_run_rereads_the_overlap(
     )
     assert state.cursor == newest
     emulator.control("DELETE", "requests")
-    sync.sync_source(sync_state_id=state.pk)
+    runner.sync_source(sync_state_id=state.pk)
     calls = [
         r for r in emulator.control("GET", "requests")["requests"]
         if r["path"].endswith("/api/alerts")
@@ -277,26 +281,26 @@ def test_a_held_lease_keeps_a_second_run_out(tenant, emulator):
         lease_owner="someone-else", lease_until=timezone.now() + timedelta(minutes=1)
     )
     emulator.control("DELETE", "requests")
-    assert sync.sync_source(sync_state_id=state.pk).outcome == "busy"
+    assert runner.sync_source(sync_state_id=state.pk).outcome == "busy"
     assert not SyncRun.objects.exists()
     assert not emulator.control("GET", "requests")["requests"]
     # An expired lease is taken over.
     SyncState.objects.filter(pk=state.pk).update(
         lease_until=timezone.now() - timedelta(seconds=1)
     )
-    assert sync.sync_source(sync_state_id=state.pk).outcome == "ok"
+    assert runner.sync_source(sync_state_id=state.pk).outcome == "ok"
 
 
 def test_a_run_that_lost_its_lease_writes_nothing(tenant, monkeypatch):
     state = state_of(tenant, "mde_alerts")
-    real = sync._Runner._normalise
+    real = runner._Runner._normalise
 
     def steal_lease(self, items):
         SyncState.objects.filter(pk=state.pk).update(lease_owner="thief")
         return real(self, items)
 
-    monkeypatch.setattr(sync._Runner, "_normalise", steal_lease)
-    assert sync.sync_source(sync_state_id=state.pk).outcome == "lease_lost"
+    monkeypatch.setattr(runner._Runner, "_normalise", steal_lease)
+    assert runner.sync_source(sync_state_id=state.pk).outcome == "lease_lost"
     assert not Alert.objects.exists()
     state.refresh_from_db()
     assert state.cursor is None
@@ -307,7 +311,7 @@ def test_a_lease_lost_while_the_next_page_is_fetched_keeps_only_saved_pages(
 ):
     settings.SYNC_PAGE_SIZE = 25
     state = state_of(tenant, "mde_alerts")
-    real = sync._Runner._normalise
+    real = runner._Runner._normalise
     calls = []
 
     def steal_lease_on_second_page(self, items):
@@ -316,8 +320,8 @@ def test_a_lease_lost_while_the_next_page_is_fetched_keeps_only_saved_pages(
             SyncState.objects.filter(pk=state.pk).update(lease_owner="thief")
         return real(self, items)
 
-    monkeypatch.setattr(sync._Runner, "_normalise", steal_lease_on_second_page)
-    assert sync.sync_source(sync_state_id=state.pk).outcome == "lease_lost"
+    monkeypatch.setattr(runner._Runner, "_normalise", steal_lease_on_second_page)
+    assert runner.sync_source(sync_state_id=state.pk).outcome == "lease_lost"
     # The first page is saved with its cursor; the second (and the third, fetched
     # ahead meanwhile) are not.
     saved = Alert.objects.filter(tenant=tenant, source="mde")
@@ -331,7 +335,7 @@ def test_an_error_fetching_ahead_surfaces_after_the_current_page_is_saved(
 ):
     settings.SYNC_PAGE_SIZE = 25
     state = state_of(tenant, "mde_alerts")
-    real = sync._Runner._request
+    real = runner._Runner._request
     calls = []
 
     def throttle_the_second_page(self, **kwargs):
@@ -340,8 +344,8 @@ def test_an_error_fetching_ahead_surfaces_after_the_current_page_is_saved(
             raise schemas.Throttled(9)
         return real(self, **kwargs)
 
-    monkeypatch.setattr(sync._Runner, "_request", throttle_the_second_page)
-    result = sync.sync_source(sync_state_id=state.pk)
+    monkeypatch.setattr(runner._Runner, "_request", throttle_the_second_page)
+    result = runner.sync_source(sync_state_id=state.pk)
     assert result.outcome == "throttled" and result.retry_after == 9
     assert result.pages == 1
     saved = Alert.objects.filter(tenant=tenant, source="mde")
@@ -359,13 +363,13 @@ def test_pages_are_bounded_and_a_run_with_progress_queues_the_next(
     settings.SYNC_MAX_PAGES_PER_RUN = 2
     state = state_of(tenant, "mde_alerts")
     with django_capture_on_commit_callbacks() as callbacks:
-        result = sync.sync_source(sync_state_id=state.pk)
+        result = runner.sync_source(sync_state_id=state.pk)
     assert result.outcome == "more"
     assert result.pages == 2
     assert len(callbacks) == 1  # the next run, queued on commit
     state.refresh_from_db()
     assert state.next_due_at <= timezone.now()
-    while sync.sync_source(sync_state_id=state.pk).outcome == "more":
+    while runner.sync_source(sync_state_id=state.pk).outcome == "more":
         pass
     assert "mde" not in differences(emulator, tenant)
 
@@ -376,10 +380,10 @@ def test_small_pages_lose_nothing_while_alerts_change(tenant, emulator, settings
     for _ in range(6):
         emulator.control("POST", "alerts/update", {"n": 15, "tenant": tid})
         for state in SyncState.objects.filter(tenant=tenant):
-            sync.sync_source(sync_state_id=state.pk)
+            runner.sync_source(sync_state_id=state.pk)
     for _ in range(3):
         for state in SyncState.objects.filter(tenant=tenant):
-            while sync.sync_source(sync_state_id=state.pk).outcome == "more":
+            while runner.sync_source(sync_state_id=state.pk).outcome == "more":
                 pass
     assert differences(emulator, tenant) == {}
 
@@ -397,26 +401,26 @@ def test_throttling_is_recorded_and_the_source_waits(tenant, emulator):
         },
     )
     state = state_of(tenant, "mde_alerts")
-    result = sync.sync_source(sync_state_id=state.pk)
+    result = runner.sync_source(sync_state_id=state.pk)
     assert result.outcome == "throttled"
     assert result.retry_after == 7
     state.refresh_from_db()
     assert state.throttled_until > timezone.now() + timedelta(seconds=5)
     assert "throttling" in state.last_error
-    assert state.pk not in sync.dispatch_due_syncs()
+    assert state.pk not in sync_services.dispatch_due_syncs()
 
 
 def test_revoked_consent_marks_the_tenant_and_stops_its_syncs(tenant, emulator):
     emulator.control("POST", f"tenants/{tenant.tenant_id}/revoke")
     state = state_of(tenant, "mde_alerts")
-    result = sync.sync_source(sync_state_id=state.pk)
+    result = runner.sync_source(sync_state_id=state.pk)
     assert result.outcome == "failed"
     tenant.refresh_from_db()
     assert tenant.state == Tenant.State.REVOKED
     state.refresh_from_db()
     assert "consent" in state.last_error
     SyncState.objects.update(next_due_at=timezone.now())
-    assert sync.dispatch_due_syncs() == []
+    assert sync_services.dispatch_due_syncs() == []
 
 
 def test_server_errors_back_off_and_show_in_words(tenant, emulator):
@@ -426,7 +430,7 @@ def test_server_errors_back_off_and_show_in_words(tenant, emulator):
         {"tenant": str(tenant.tenant_id), "profile": {"rates": {"503": 1.0}}},
     )
     state = state_of(tenant, "mde_alerts")
-    result = sync.sync_source(sync_state_id=state.pk)
+    result = runner.sync_source(sync_state_id=state.pk)
     assert result.outcome == "failed"
     state.refresh_from_db()
     assert state.consecutive_failures == 1
@@ -443,39 +447,39 @@ def test_dispatch_queues_each_due_source_once(
     tenant, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks() as callbacks:
-        first = sync.dispatch_due_syncs()
+        first = sync_services.dispatch_due_syncs()
     assert sorted(first) == sorted(
         SyncState.objects.filter(tenant=tenant).values_list("pk", flat=True)
     )
     assert len(callbacks) == len(first)
     # A second beat right after finds nothing due: no duplicate enqueues.
-    assert sync.dispatch_due_syncs() == []
+    assert sync_services.dispatch_due_syncs() == []
 
 
 def test_dispatch_skips_sources_that_are_not_connected(tenant):
     tenant.capabilities.filter(source="mcas_alerts").update(status="not_licensed")
-    due = sync.dispatch_due_syncs()
+    due = sync_services.dispatch_due_syncs()
     assert state_of(tenant, "mcas_alerts").pk not in due
     assert state_of(tenant, "mde_alerts").pk in due
 
 
 def test_client_side_quota_stops_at_the_documented_limit(tenant):
     tid = str(tenant.tenant_id)
-    assert all(sync.reserve_api_call(tid, "mcas_alerts") == 0 for _ in range(30))
-    wait = sync.reserve_api_call(tid, "mcas_alerts")
+    assert all(quotas.reserve_api_call(tid, "mcas_alerts") == 0 for _ in range(30))
+    wait = quotas.reserve_api_call(tid, "mcas_alerts")
     assert 0 < wait <= 62
     # Another tenant's quota is its own.
     other = "11111111-2222-3333-4444-555555555555"
-    assert sync.reserve_api_call(other, "mcas_alerts") == 0
+    assert quotas.reserve_api_call(other, "mcas_alerts") == 0
 
 
 def test_a_source_out_of_quota_yields_without_waiting(tenant, emulator):
     tid = str(tenant.tenant_id)
-    while sync.reserve_api_call(tid, "mde_alerts") == 0:
+    while quotas.reserve_api_call(tid, "mde_alerts") == 0:
         pass
     emulator.control("DELETE", "requests")
     state = state_of(tenant, "mde_alerts")
-    result = sync.sync_source(sync_state_id=state.pk)
+    result = runner.sync_source(sync_state_id=state.pk)
     assert result.outcome == "throttled"
     assert not emulator.control("GET", "requests")["requests"]
     state.refresh_from_db()
@@ -516,18 +520,20 @@ def test_payloads_are_compressed_with_lz4_where_the_server_has_it(db):
 def test_alerts_no_other_source_holds_are_linked_without_reading_them_back(tenant):
     t0 = timezone.now() - timedelta(hours=1)
     rows = [alert_row(f"da{i}", t0) for i in range(3)]
-    written = sync.upsert_alerts(tenant.pk, rows)[2]
+    written = storage.upsert_alerts(tenant.pk, rows)[2]
     with CaptureQueriesContext(connection) as queries:
-        sync.link_alerts(tenant.pk, written=written, incident_ids=[])
+        storage.link_alerts(tenant.pk, written=written, incident_ids=[])
     member_reads = [q for q in queries if '"duplicate_of_id"' in q["sql"]]
     assert member_reads == [], "a page of alerts alone read its rows back"
     # Once Graph holds a copy, the copies are linked: the MDE one is the primary.
-    graph = sync.upsert_alerts(tenant.pk, [alert_row("da1", t0, source="graph")])[2]
-    sync.link_alerts(tenant.pk, written=graph, incident_ids=[])
+    graph = storage.upsert_alerts(tenant.pk, [alert_row("da1", t0, source="graph")])[2]
+    storage.link_alerts(tenant.pk, written=graph, incident_ids=[])
     later = t0 + timedelta(seconds=1)
-    again = sync.upsert_alerts(tenant.pk, [alert_row("da1", later, title="newer")])[2]
+    again = storage.upsert_alerts(tenant.pk, [alert_row("da1", later, title="newer")])[
+        2
+    ]
     assert len(again) == 1
-    sync.link_alerts(tenant.pk, written=again, incident_ids=[])
+    storage.link_alerts(tenant.pk, written=again, incident_ids=[])
     copies = dict(
         Alert.objects.filter(provider_id="da1").values_list("source", "duplicate_of")
     )

@@ -15,7 +15,9 @@ import time
 import psutil
 import pytest
 
-from tenants.models import Alert, SyncRun, SyncState, Tenant
+from alerts.models import Alert
+from sync.models import SyncRun, SyncState
+from tenants.models import Tenant
 from tests.conftest import WorkerProcess
 from tests.tenants.sync_helpers import consented_emulator, differences, verified_tenants
 

@@ -16,8 +16,13 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from tenants import services, sync
-from tenants.models import Alert, Capability, SyncRun, SyncState, Tenant
+from alerts import storage
+from alerts.models import Alert
+from sync import runner
+from sync import services as sync_services
+from sync.models import SyncRun, SyncState
+from tenants import services
+from tenants.models import Capability, Tenant
 from tests.tenants.sync_helpers import consented_emulator, verified_tenants
 
 
@@ -60,8 +65,8 @@ def row(source: str, provider_id: str, *, origin: str | None = None) -> dict:
 
 
 def write(tenant: Tenant, rows: list[dict]) -> None:
-    _, _, written = sync.upsert_alerts(tenant.pk, rows)
-    sync.link_alerts(tenant.pk, written=written, incident_ids=[])
+    _, _, written = storage.upsert_alerts(tenant.pk, rows)
+    storage.link_alerts(tenant.pk, written=written, incident_ids=[])
 
 
 def primaries(tenant: Tenant) -> list[str]:
@@ -92,7 +97,7 @@ def test_copies_written_by_two_runs_at_once_leave_one_primary(
         lease_owner="graph-run", lease_until=timezone.now() + timedelta(minutes=5)
     )
     run = SyncRun.objects.create(sync=state, started_at=timezone.now())
-    runner = sync._Runner(SyncState.objects.get(pk=state.pk), run, "graph-run")
+    graph_runner = runner._Runner(SyncState.objects.get(pk=state.pk), run, "graph-run")
     mde_wrote, release, graph_done = (threading.Event() for _ in range(3))
     failures: list[BaseException] = []
 
@@ -100,7 +105,7 @@ def test_copies_written_by_two_runs_at_once_leave_one_primary(
         # Another run's page, its transaction still open: what _save does, paused.
         try:
             with transaction.atomic():
-                sync.lock_tenant_writes(tenant.pk)
+                storage.lock_tenant_writes(tenant.pk)
                 write(tenant, [row("mde", "da1")])
                 mde_wrote.set()
                 release.wait(10)
@@ -111,7 +116,7 @@ def test_copies_written_by_two_runs_at_once_leave_one_primary(
 
     def graph_run_page() -> None:
         try:
-            runner._save(sync.Batch(alerts=[row("graph", "da1", origin="da1")]))
+            graph_runner._save(runner.Batch(alerts=[row("graph", "da1", origin="da1")]))
         except BaseException as exc:  # noqa: BLE001 (reported by the test)
             failures.append(exc)
         finally:
@@ -150,10 +155,10 @@ def test_a_source_whose_check_met_a_503_is_synced_and_its_success_settles_it(
     mde = Capability.objects.get(tenant=tenant, source="mde_alerts")
     assert mde.status == Capability.Status.ERROR
     state = SyncState.objects.get(tenant=tenant, source="mde_alerts")
-    assert state.pk in sync.dispatch_due_syncs()
+    assert state.pk in sync_services.dispatch_due_syncs()
 
     emulator.control("POST", "faults/api", {"profile": {}})
-    assert sync.sync_source(sync_state_id=state.pk).outcome == "ok"
+    assert runner.sync_source(sync_state_id=state.pk).outcome == "ok"
     mde.refresh_from_db()
     assert (mde.status, mde.detail) == (Capability.Status.OK, "")
 
@@ -175,4 +180,4 @@ def test_a_tenant_back_from_revoked_syncs_now_not_after_its_old_backoff(
     assert states.count() == 5
     assert all(s.next_due_at <= timezone.now() for s in states)
     assert {s.consecutive_failures for s in states} == {0}
-    assert len(sync.dispatch_due_syncs()) == 5
+    assert len(sync_services.dispatch_due_syncs()) == 5

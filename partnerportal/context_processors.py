@@ -1,6 +1,0 @@
-from partnerportal import staff_signin
-
-
-def sign_in(request) -> dict:
-    """Whether the sign-in page offers "Sign in with Microsoft" (no database read)."""
-    return {"microsoft_sign_in": staff_signin.is_enabled()}
