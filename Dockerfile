@@ -13,7 +13,15 @@ COPY demo demo
 COPY emulator emulator
 RUN pip install .
 COPY . .
-RUN DEBUG=true python manage.py collectstatic --noinput -v 0
+# Collected with the production storage (DEBUG=false), which writes the hashed, gzipped
+# copies and the manifest that production pages take their /static/ names from;
+# DEBUG=true would collect plain files only and every production page would fail. The
+# settings load only with every production value set; collectstatic uses none of them,
+# so placeholders stand in for this one step and none stays in the image.
+RUN DEBUG=false SECRET_KEY=collectstatic-only ALLOWED_HOSTS=localhost \
+    DATABASE_URL=postgres://unused/unused REDIS_URL=redis://unused:6379/0 \
+    MS_CLIENT_ID=unused MS_CLIENT_SECRET=unused PORTAL_BASE_URL=https://localhost \
+    python manage.py collectstatic --noinput -v 0
 RUN useradd --system portal
 USER portal
 EXPOSE 8000

@@ -43,6 +43,8 @@ from common import settle  # noqa: E402 (bench/ is this script's folder)
 
 DB_NAME = "bench_dashboard"  # the large one; the small one is DB_NAME + "_small"
 SMALL_DB_NAME = DB_NAME + "_small"
+# collectstatic's output for the servers (production settings need its manifest).
+STATIC_ROOT = PROJECT_DIR / ".embedded" / "bench-staticfiles"
 # Rounds per view and size, alternating between the sizes.
 ROUNDS = 4
 TENANTS = 1000
@@ -137,6 +139,17 @@ def server_env(name: str = SMALL_DB_NAME) -> dict[str, str]:
         PORTAL_BASE_URL="https://127.0.0.1",
         SECURE_SSL_REDIRECT="false",
         LOG_LEVEL="WARNING",
+        STATIC_ROOT=str(STATIC_ROOT),
+    )
+
+
+def collect_static() -> None:
+    """The production pages name their static files from collectstatic's manifest."""
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=PROJECT_DIR,
+        check=True,
+        env=server_env(),
     )
 
 
@@ -436,6 +449,7 @@ def main() -> int:
             with psycopg.connect(database_url(DB_NAME), autocommit=True) as conn:
                 log(f"seeding up to {args.large:,} alerts in {DB_NAME}")
                 bulk_load(conn, args.small + 1, args.large)
+        collect_static()
         bases = {}
         for size, name in ((args.small, SMALL_DB_NAME), (args.large, DB_NAME)):
             port = free_port()

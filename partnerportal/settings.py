@@ -86,6 +86,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -203,7 +204,30 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic writes and, in production, where WhiteNoise serves from.
+STATIC_ROOT = Path(
+    env.str("STATIC_ROOT", default="").strip() or BASE_DIR / "staticfiles"
+)
+# Production serves STATIC_ROOT as collectstatic left it: hashed names (cached for
+# good, as a changed file gets a new name) with gzip copies, and a page naming a file
+# missing from the manifest is an error, not a silent 404. Development and the tests
+# keep plain names read straight from STATICFILES_DIRS, so they need no collectstatic;
+# hence the storage follows DEBUG rather than being set once.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+# WhiteNoise would take these two from DEBUG when it starts, but pytest has turned DEBUG
+# off by then; like the storage they follow the environment's DEBUG: development and
+# tests serve the files in STATICFILES_DIRS as they are edited.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Microsoft ------------------------------------------------------------------------
 

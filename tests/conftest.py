@@ -163,6 +163,21 @@ def portal_on_emulator(settings, emulator) -> dict[str, str]:
     microsoft.reset_client()
 
 
+@pytest.fixture(scope="session")
+def collected_static(tmp_path_factory) -> Path:
+    """A STATIC_ROOT that collectstatic filled with the production settings, as the
+    image's build does: production pages take their static names from its manifest
+    and fail without one."""
+    from tests.partnerportal.test_settings import PRODUCTION, run_django
+
+    root = tmp_path_factory.mktemp("staticfiles")
+    result = run_django(
+        {**PRODUCTION, "STATIC_ROOT": str(root)}, "collectstatic", "--noinput"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import PROJECT_DIR
 
@@ -36,12 +37,16 @@ print(json.dumps({
 """
 
 
-def production_probe() -> dict:
+def production_probe(static_root: Path) -> dict:
     import os
 
     env = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    env.update(PRODUCTION, DJANGO_SETTINGS_MODULE="partnerportal.settings")
+    env.update(
+        PRODUCTION,
+        DJANGO_SETTINGS_MODULE="partnerportal.settings",
+        STATIC_ROOT=str(static_root),
+    )
     result = subprocess.run(
         [sys.executable, "-c", PROBE],
         cwd=PROJECT_DIR,
@@ -54,8 +59,8 @@ def production_probe() -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_cookies_are_secure_httponly_and_samesite_in_production():
-    probe = production_probe()
+def test_cookies_are_secure_httponly_and_samesite_in_production(collected_static):
+    probe = production_probe(collected_static)
     assert probe["status"] == 200
     assert probe["csrf_cookie"] == {"secure": True, "httponly": True, "samesite": "Lax"}
     assert probe["session_secure"] is True
@@ -63,8 +68,8 @@ def test_cookies_are_secure_httponly_and_samesite_in_production():
     assert probe["session_samesite"] == "Lax"
 
 
-def test_production_sends_hsts_and_refuses_framing_and_plain_http():
-    probe = production_probe()
+def test_production_sends_hsts_and_refuses_framing_and_plain_http(collected_static):
+    probe = production_probe(collected_static)
     assert "max-age=31536000" in probe["hsts"]
     assert probe["frame"] == "DENY"
     assert probe["nosniff"] == "nosniff"

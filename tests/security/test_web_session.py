@@ -46,7 +46,7 @@ print(json.dumps({
 
 
 def test_a_real_sign_in_in_production_sets_a_secure_httponly_samesite_session(
-    transactional_db,
+    transactional_db, collected_static
 ):
     get_user_model().objects.create_user("prod.lead", password="pw-pr0d-lead!")
     database = settings.DATABASES["default"]
@@ -63,6 +63,7 @@ def test_a_real_sign_in_in_production_sets_a_secure_httponly_samesite_session(
             urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{database['NAME']}")
         ),
         REDIS_URL=settings.REDIS_URL,
+        STATIC_ROOT=str(collected_static),
     )
     result = subprocess.run(
         [sys.executable, "-c", SIGN_IN],
