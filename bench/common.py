@@ -1,12 +1,23 @@
-"""What both benchmarks start and clean up: a database of their own on the
+"""What the benchmarks start and clean up: a database of their own on the
 DATABASE_URL server, the emulator over HTTPS in its own process, Celery workers on
 their own queue of the REDIS_URL Redis, and tenants verified on the emulator.
 
-Not a test: run `python bench/ingest.py` or `python bench/freshness.py`.
+Every process a bench starts goes through `start_child`, and nothing it started
+outlives it, however it ends: an exception or Ctrl-C unwinds the `with` blocks that
+stop their processes; importing this module turns SIGTERM and SIGHUP into an
+exception too (SystemExit), so the same blocks run; what is still running at exit is
+stopped then (atexit); and if the bench is killed outright (SIGKILL), the kernel kills
+its children (Linux). A second signal while stopping kills every child at once.
+
+Not a test: see the README's "Benchmarks" section.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import ctypes
+import functools
 import json
 import os
 import signal
@@ -36,6 +47,87 @@ with run_emulator(sys.argv[1], **options) as emu:
     while True:
         time.sleep(3600)
 """
+
+
+# --- child processes ------------------------------------------------------------------
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+# Started and not yet stopped, in start order.
+_children: list[subprocess.Popen] = []
+_stopping = False
+
+
+def _die_with_parent(parent: int) -> None:
+    """Runs in the child before exec: the kernel sends it SIGKILL when the bench's
+    thread that started it ends, even by SIGKILL (so children are started from the
+    main thread). Loaded before the fork: the child only makes the call."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the bench died before the call took effect
+        os._exit(1)
+
+
+def start_child(args: list[str], **popen_options) -> subprocess.Popen:
+    """`args` started in a process group of its own (Ctrl-C in the terminal reaches
+    only the bench, which stops it in order), registered to be stopped at exit."""
+    preexec = functools.partial(_die_with_parent, os.getpid()) if _libc else None
+    process = subprocess.Popen(
+        args, start_new_session=True, preexec_fn=preexec, **popen_options
+    )
+    _children.append(process)
+    return process
+
+
+def stop_child(
+    process: subprocess.Popen, *, first: int = signal.SIGTERM, timeout: float = 30
+) -> None:
+    """`first` to the child's process group, SIGKILL to the group if the child has not
+    ended after `timeout` seconds; then SIGKILL to whatever of its group is left (a
+    pool process whose parent ended before it)."""
+    with contextlib.suppress(ValueError):
+        _children.remove(process)
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, first)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def stop_children(timeout: float = 30) -> None:
+    """Stops every child still registered, the last started first."""
+    for process in reversed(list(_children)):
+        stop_child(process, timeout=timeout)
+
+
+def _on_signal(signum: int, frame) -> None:
+    global _stopping
+    if _stopping:
+        # Asked again while stopping: everything goes now, no more waiting.
+        for process in list(_children):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        os._exit(128 + signum)
+    _stopping = True
+    # os.write, not print: the signal may have interrupted a print.
+    name = signal.Signals(signum).name
+    os.write(2, f"{name}: stopping what this bench started\n".encode())
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
+
+
+atexit.register(stop_children)
+for _signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_signal, _on_signal)
+
+
+# --- database, emulator, workers ------------------------------------------------------
 
 
 def settle(cursor, timeout: float = 120) -> None:
@@ -73,6 +165,7 @@ def bench_database(prefix: str, *, keep: bool = False):
     admin = database_url("postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+    log(f"database {name}")
     os.environ["DATABASE_URL"] = database_url(name)
     try:
         subprocess.run(
@@ -98,12 +191,13 @@ def bench_database(prefix: str, *, keep: bool = False):
 def emulator_process(**options):
     """The emulator over HTTPS on loopback in a process of its own."""
     state_dir = tempfile.mkdtemp(prefix="bench-emulator-")
-    process = subprocess.Popen(
+    process = start_child(
         [sys.executable, "-c", EMULATOR_SCRIPT, state_dir, json.dumps(options)],
         cwd=PROJECT_DIR,
         stdout=subprocess.PIPE,
         text=True,
     )
+    log(f"emulator pid {process.pid}")
     try:
         line = process.stdout.readline()
         if line.strip() != "ready":
@@ -111,11 +205,8 @@ def emulator_process(**options):
         description = json.loads((Path(state_dir) / "emulator.json").read_text())
         yield description, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_child(process, timeout=10)
+        process.stdout.close()
 
 
 def control(description: dict, method: str, path: str, body=None, **params):
@@ -162,7 +253,8 @@ def setup_django(env: dict[str, str]) -> None:
 
 
 class Workers:
-    """Celery worker processes (optionally one with beat); RSS sampled meanwhile."""
+    """Celery worker processes (optionally one with beat); RSS sampled meanwhile.
+    Stopped by `stop()` or at the end of a `with` block, whichever comes first."""
 
     def __init__(
         self, count: int, concurrency: int, *, beat: bool = False, pool="prefork"
@@ -185,15 +277,15 @@ class Workers:
             log_file = open(f"{self.state_dir}/worker{i}.log", "w")  # noqa: SIM115
             self.logs.append(log_file)
             self.processes.append(
-                subprocess.Popen(
+                start_child(
                     args,
                     cwd=PROJECT_DIR,
                     env=dict(os.environ),
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
-                    start_new_session=True,
                 )
             )
+        log(f"worker pids {[p.pid for p in self.processes]}")
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
 
@@ -214,17 +306,21 @@ class Workers:
             self.peak_total_rss = max(self.peak_total_rss, total)
             self._stop.wait(0.2)
 
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
     def stop(self) -> None:
+        """Stops every worker (all told at once, then waited for); safe to repeat."""
         self._stop.set()
         for process in self.processes:
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_child(process)
         for handle in self.logs:
             handle.close()
 

