@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 EMBEDDED := $(PY) -m demo.embedded run --
+DEMO_ARGS ?=
 
 .PHONY: demo test lint venv clean
 
@@ -15,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	DEBUG=true $(EMBEDDED) $(PY) manage.py demo
+	DEBUG=true $(EMBEDDED) $(PY) manage.py demo $(DEMO_ARGS)
 
 test: venv
 	DEBUG=true $(EMBEDDED) $(PY) -m pytest $(PYTEST_ARGS)

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from werkzeug.wrappers import Request, Response
 
-from emulator import consent, controls, identity, tls, tokens
+from emulator import consent, controls, identity, persistence, tls, tokens
 from emulator.world import Certificate, World
 
 API_PREFIXES = ("defender", "graph", "mcas")
@@ -77,28 +77,35 @@ def build_world(
     redirect_uris: tuple[str, ...] | list[str] = (),
     base_url: str = "https://127.0.0.1:8443",
     consented: bool = False,
+    saved: dict | None = None,
     **options,
 ) -> tuple[World, StateFiles]:
-    """A deterministic default world plus its keys and certificates in `state_dir`."""
+    """A deterministic default world plus its keys and certificates in `state_dir`.
+
+    With `saved` (from `persistence.read`), the saved world instead: seed, tenants,
+    consent and streams come from it; `redirect_uris` are added to its own."""
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
     world = World.create(
-        seed=seed,
-        tenants=tenants,
+        seed=saved["seed"] if saved else seed,
+        tenants=0 if saved else tenants,
         alerts_per_minute=alerts_per_minute,
         base_url=base_url,
         **options,
     )
+    if saved:
+        persistence.restore(world, saved)
+    else:
+        world.app.required_roles = {k: list(v) for k, v in REQUIRED_ROLES.items()}
+        for tenant in world.tenants.values():
+            tenant.consented = consented
+            tenant.granted_roles = (
+                {k: set(v) for k, v in REQUIRED_ROLES.items()} if consented else {}
+            )
     app = world.app
     app.redirect_uris = list(
         dict.fromkeys([*DEFAULT_REDIRECT_URIS, *app.redirect_uris, *redirect_uris])
     )
-    app.required_roles = {k: list(v) for k, v in REQUIRED_ROLES.items()}
-    for tenant in world.tenants.values():
-        tenant.consented = consented
-        tenant.granted_roles = (
-            {k: set(v) for k, v in REQUIRED_ROLES.items()} if consented else {}
-        )
     tokens.register(world, tokens.load_signing_key(state))
     files = StateFiles(
         state_dir=state,

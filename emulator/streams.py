@@ -481,6 +481,15 @@ class SortedKeys:
         return start, max(start, end)
 
 
+# What ``TenantStream.to_state`` keeps of each alert and incident (links aside).
+ALERT_STATE = tuple(
+    name for name in Alert.__slots__ if name not in ("stream", "incident")
+)
+INCIDENT_STATE = tuple(
+    name for name in Incident.__slots__ if name not in ("stream", "alerts")
+)
+
+
 class TenantStream:
     """All alerts and incidents of one tenant, caught up lazily to ``world.now()``."""
 
@@ -808,6 +817,84 @@ class TenantStream:
         self._link(alert, inc)
         self.refresh_incident(inc, alert.last_update)
         return alert
+
+    # -- saving and restoring (emulator.persistence) ----------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to rebuild this stream exactly, as JSON-ready values.
+
+        Callers hold ``world.lock``."""
+        version, internal, gauss = self.rng.getstate()
+        return {
+            "index": self.index,
+            "t0": self.t0,
+            "rng": [version, list(internal), gauss],
+            "next_k": self.next_k,
+            "added": self.added,
+            "caught_up_to": self.caught_up_to,
+            "event_counter": self.event_counter,
+            "events": [list(event) for event in self.events],
+            "open_incident": (
+                None if self.open_incident is None else self.open_incident.seq
+            ),
+            "alerts": [[getattr(a, f) for f in ALERT_STATE] for a in self.alerts],
+            "alert_incidents": [a.incident.seq for a in self.alerts],
+            "incidents": [
+                [getattr(i, f) for f in INCIDENT_STATE] for i in self.incidents
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, world: Any, tenant: Any, state: dict[str, Any]):
+        """The stream ``to_state`` described, without generating anything again."""
+        st = cls.__new__(cls)
+        st.world = world
+        st.tenant = tenant
+        st.index = int(state["index"])
+        st.seed_key = f"{world.seed}:{st.index}"
+        st.rng = random.Random()  # noqa: S311
+        version, internal, gauss = state["rng"]
+        st.rng.setstate((version, tuple(internal), gauss))
+        st.t0 = int(state["t0"])
+        st.alerts, st.by_id, st.incidents, st.inc_by_id = [], {}, [], {}
+        st.idx_all = SortedKeys()
+        st.idx_source = {s: SortedKeys() for s in SOURCES}
+        st.created_lists = {s: [] for s in SOURCES}
+        st.inc_idx = SortedKeys()
+        st.events = [tuple(event) for event in state["events"]]
+        heapq.heapify(st.events)
+        st.event_counter = int(state["event_counter"])
+        st.machines = [
+            Machine(tenant.id, tenant.domain, i) for i in range(DEVICES_PER_TENANT)
+        ]
+        st.machine_by_id = {m.id: m for m in st.machines}
+        st.next_k = int(state["next_k"])
+        st.added = int(state["added"])
+        st.caught_up_to = int(state["caught_up_to"])
+        st.bulk = False
+        for values in state["incidents"]:
+            inc = Incident()
+            for name, value in zip(INCIDENT_STATE, values, strict=True):
+                setattr(inc, name, value)
+            inc.stream = st
+            st.incidents.append(inc)
+            st.inc_by_id[inc.id] = inc
+        for values, inc_seq in zip(
+            state["alerts"], state["alert_incidents"], strict=True
+        ):
+            a = Alert()
+            for name, value in zip(ALERT_STATE, values, strict=True):
+                setattr(a, name, value)
+            a.stream = st
+            a.incident = st.incidents[inc_seq]
+            a.incident.alerts.append(a)
+            st.alerts.append(a)
+            st.created_lists[a.source].append(a)
+            st.by_id[a.id] = a
+            st.by_id[a.provider_id] = a
+        open_seq = state["open_incident"]
+        st.open_incident = None if open_seq is None else st.incidents[open_seq]
+        st._rebuild_indexes()
+        return st
 
     # -- queries -------------------------------------------------------------------
     def iter_index(

@@ -28,7 +28,7 @@ from gunicorn.config import KNOWN_SETTINGS
 from playwright.sync_api import expect
 
 from emulator.tls import TlsFiles, ensure_server_tls
-from partnerportal.embedded import free_port
+from demo.embedded import free_port
 from tests.browser import chromium, requires_chromium, screenshot
 from tests.conftest import ARTIFACTS_DIR, PROJECT_DIR
 from tests.factories import AlertFactory, CustomerFactory, TenantFactory

@@ -5,7 +5,9 @@ three onboarded and syncing, one whose consent link waits for a person to follow
 one whose consent was revoked, one that Microsoft throttles.
 """
 
+import json
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
@@ -28,8 +30,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--state-dir", default=".emulator")
         parser.add_argument("--portal-url", default="http://127.0.0.1:8000")
+        parser.add_argument(
+            "--summary",
+            type=Path,
+            default=None,
+            help="also write the logins and the waiting consent link here (JSON)",
+        )
 
-    def handle(self, *args, state_dir: str, portal_url: str, **options) -> None:
+    def handle(
+        self, *args, state_dir: str, portal_url: str, summary: Path | None, **options
+    ) -> None:
         emulator = load_description(state_dir)
         tenants = emulator["tenants"]
         if len(tenants) < ONBOARDED + 3:
@@ -82,22 +92,40 @@ class Command(BaseCommand):
         )
 
         analyst = self.analyst(customers[0])
-        _, waiting_url = services.create_consent_link(
-            actor=actor, customer=customers[ONBOARDED]
-        )
-        admin = tenants[ONBOARDED]["admins"][0]
-        self.stdout.write(
-            self.style.SUCCESS(
-                "\nDemo data ready.\n"
-                f"  second staff member (sees only {customers[0].name}): "
-                f"{analyst.username} / {ANALYST_PASSWORD}\n"
-                f"  {customers[ONBOARDED].name} has a consent link waiting. Play its "
-                f"admin: open\n    {waiting_url}\n"
-                f"  and sign in as {admin['upn']} / {admin['password']} (your browser "
-                "will warn about the emulator's own certificate authority,\n"
-                f"  {emulator['ca_path']}: trust it or continue).\n"
+        ready = {
+            "analyst": {
+                "username": analyst.username,
+                "password": ANALYST_PASSWORD,
+                "customer": customers[0].name,
+            },
+            "waiting": None,
+            "ca_path": emulator["ca_path"],
+        }
+        lines = [
+            "\nDemo data ready.",
+            f"  second staff member (sees only {customers[0].name}): "
+            f"{analyst.username} / {ANALYST_PASSWORD}",
+        ]
+        # A restarted demo whose waiting customer was onboarded meanwhile has none.
+        if not Tenant.objects.filter(tenant_id=tenants[ONBOARDED]["id"]).exists():
+            _, waiting_url = services.create_consent_link(
+                actor=actor, customer=customers[ONBOARDED]
             )
-        )
+            admin = tenants[ONBOARDED]["admins"][0]
+            ready["waiting"] = {
+                "customer": customers[ONBOARDED].name,
+                "url": waiting_url,
+                "upn": admin["upn"],
+                "password": admin["password"],
+            }
+            lines.append(
+                f"  {customers[ONBOARDED].name} has a consent link waiting: "
+                f"{waiting_url}"
+            )
+        if summary is not None:
+            summary.write_text(json.dumps(ready, indent=2))
+            summary.chmod(0o600)
+        self.stdout.write(self.style.SUCCESS("\n".join(lines)))
 
     def customer(self, actor, tenant: dict) -> Customer:
         existing = Customer.objects.filter(name=tenant["name"]).first()
