@@ -27,8 +27,8 @@ from django.db import connection
 from gunicorn.config import KNOWN_SETTINGS
 from playwright.sync_api import expect
 
-from emulator.tls import TlsFiles, ensure_server_tls
 from demo.embedded import free_port
+from emulator.tls import TlsFiles, ensure_server_tls
 from tests.browser import chromium, requires_chromium, screenshot
 from tests.conftest import ARTIFACTS_DIR, PROJECT_DIR
 from tests.factories import AlertFactory, CustomerFactory, TenantFactory
