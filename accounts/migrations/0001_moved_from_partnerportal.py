@@ -2,25 +2,15 @@
 keeps its name), and its content type moved with it so permissions and admin
 history stay."""
 
+import importlib
+
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-MODELS = ["staffidentity"]
-
-
-def move_content_types(apps, schema_editor) -> None:
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    ContentType.objects.filter(app_label="partnerportal", model__in=MODELS).update(
-        app_label="accounts"
-    )
-
-
-def move_content_types_back(apps, schema_editor) -> None:
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    ContentType.objects.filter(app_label="accounts", model__in=MODELS).update(
-        app_label="partnerportal"
-    )
+content_types_moved = importlib.import_module(
+    "core.migrations.0001_moved_from_tenants"
+).content_types_moved
 
 
 class Migration(migrations.Migration):
@@ -94,5 +84,5 @@ class Migration(migrations.Migration):
             ],
             database_operations=[],
         ),
-        migrations.RunPython(move_content_types, move_content_types_back),
+        content_types_moved(["staffidentity"], "partnerportal", "accounts"),
     ]

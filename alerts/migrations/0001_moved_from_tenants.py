@@ -2,6 +2,7 @@
 (state only: the tables keep their names), and their content types moved with them
 so permissions and admin history stay."""
 
+import importlib
 import uuid
 
 import django.contrib.postgres.functions
@@ -11,21 +12,9 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-MODELS = ["incident", "alert", "alertchange", "triageaction"]
-
-
-def move_content_types(apps, schema_editor) -> None:
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    ContentType.objects.filter(app_label="tenants", model__in=MODELS).update(
-        app_label="alerts"
-    )
-
-
-def move_content_types_back(apps, schema_editor) -> None:
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    ContentType.objects.filter(app_label="alerts", model__in=MODELS).update(
-        app_label="tenants"
-    )
+content_types_moved = importlib.import_module(
+    "core.migrations.0001_moved_from_tenants"
+).content_types_moved
 
 
 class Migration(migrations.Migration):
@@ -427,5 +416,7 @@ class Migration(migrations.Migration):
             ],
             database_operations=[],
         ),
-        migrations.RunPython(move_content_types, move_content_types_back),
+        content_types_moved(
+            ["incident", "alert", "alertchange", "triageaction"], "tenants", "alerts"
+        ),
     ]

@@ -6,21 +6,22 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-MODELS = ["auditevent", "alarm"]
 
+def content_types_moved(model_names: list[str], old_app: str, new_app: str):
+    """The content types of `model_names` moved from `old_app` to `new_app` (and back on
+    reverse): permissions and admin history follow the models, none are made anew.
+    The other apps' first migrations use it too."""
 
-def move_content_types(apps, schema_editor) -> None:
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    ContentType.objects.filter(app_label="tenants", model__in=MODELS).update(
-        app_label="core"
-    )
+    def move(from_app: str, to_app: str):
+        def run(apps, schema_editor) -> None:
+            ContentType = apps.get_model("contenttypes", "ContentType")
+            ContentType.objects.filter(
+                app_label=from_app, model__in=model_names
+            ).update(app_label=to_app)
 
+        return run
 
-def move_content_types_back(apps, schema_editor) -> None:
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    ContentType.objects.filter(app_label="core", model__in=MODELS).update(
-        app_label="tenants"
-    )
+    return migrations.RunPython(move(old_app, new_app), move(new_app, old_app))
 
 
 class Migration(migrations.Migration):
@@ -127,5 +128,5 @@ class Migration(migrations.Migration):
             ],
             database_operations=[],
         ),
-        migrations.RunPython(move_content_types, move_content_types_back),
+        content_types_moved(["auditevent", "alarm"], "tenants", "core"),
     ]

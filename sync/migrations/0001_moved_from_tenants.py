@@ -2,24 +2,14 @@
 keep their names), and their content types moved with them so permissions and
 admin history stay."""
 
+import importlib
+
 import django.db.models.deletion
 from django.db import migrations, models
 
-MODELS = ["syncstate", "syncrun"]
-
-
-def move_content_types(apps, schema_editor) -> None:
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    ContentType.objects.filter(app_label="tenants", model__in=MODELS).update(
-        app_label="sync"
-    )
-
-
-def move_content_types_back(apps, schema_editor) -> None:
-    ContentType = apps.get_model("contenttypes", "ContentType")
-    ContentType.objects.filter(app_label="sync", model__in=MODELS).update(
-        app_label="tenants"
-    )
+content_types_moved = importlib.import_module(
+    "core.migrations.0001_moved_from_tenants"
+).content_types_moved
 
 
 class Migration(migrations.Migration):
@@ -163,5 +153,5 @@ class Migration(migrations.Migration):
             ],
             database_operations=[],
         ),
-        migrations.RunPython(move_content_types, move_content_types_back),
+        content_types_moved(["syncstate", "syncrun"], "tenants", "sync"),
     ]
