@@ -148,7 +148,7 @@ class Alert(models.Model):
     first_seen_at = models.DateTimeField(auto_now_add=True)
     last_synced_at = models.DateTimeField(auto_now=True)
     # The words of title, description and entities with their positions
-    # (tenants.search), written with them: by the sync (document_bytes) and by
+    # (alerts.search), written with them: by the sync (document_bytes) and by
     # save() (document).
     search_vector = SearchVectorField(null=True, editable=False)
 

@@ -65,7 +65,7 @@ OPEN_STATUSES = (AlertStatus.NEW, AlertStatus.IN_PROGRESS)
 
 
 def _tsquery(text: str) -> Cast:
-    """A tsquery in PostgreSQL's input form (see `tenants.search`), as a query value."""
+    """A tsquery in PostgreSQL's input form (see `alerts.search`), as a query value."""
     return Cast(Value(text), SearchQueryField())
 
 
@@ -137,7 +137,7 @@ def common_words() -> frozenset[str]:
 
 
 def _search(term: str, phrases: list[str] | None = None):
-    """The filter for one search term: its words in a row (`tenants.search`: the
+    """The filter for one search term: its words in a row (`alerts.search`: the
     words of the alerts are made the same way). The index is asked for the term's
     rarer words only: a word in most alerts (`10` of an IP, `ws` of a host name,
     `com`) costs the index a walk over most of the table for nothing. The whole

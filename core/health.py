@@ -14,7 +14,6 @@ from core import services, tasks
 from core.redis import get_redis
 
 CANARY_TIMEOUT_SECONDS = 5.0
-BEAT_STALE_SECONDS = services.BEAT_STALE_SECONDS
 
 
 def check_postgres() -> dict[str, Any]:
@@ -75,7 +74,7 @@ def check_beat() -> dict[str, Any]:
             "error": "No heartbeat from the scheduler yet: is celery beat running?",
         }
     age = time.time() - float(raw)
-    if age > BEAT_STALE_SECONDS:
+    if age > services.BEAT_STALE_SECONDS:
         return {
             "status": "down",
             "error": f"The scheduler's last heartbeat was {age:.0f} s ago.",

@@ -1,4 +1,4 @@
-"""Search words: an alert's and a search term's, made by one rule (tenants.search)."""
+"""Search words: an alert's and a search term's, made by one rule (alerts.search)."""
 
 from __future__ import annotations
 
