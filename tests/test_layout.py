@@ -142,3 +142,17 @@ def test_every_module_imports_alone_in_a_fresh_interpreter():
             f"{m}:\n{err}" for m, err in pool.map(_import_alone, modules) if err
         ]
     assert not failures, "\n\n".join(failures)
+
+
+#: A module longer than this mixes concerns; split it by what its parts are for.
+MAX_MODULE_LINES = 600
+
+
+def test_no_module_of_the_portal_is_over_the_size_limit():
+    long = {
+        module: lines
+        for module, path in portal_modules().items()
+        if ".migrations." not in module
+        and (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
