@@ -1,5 +1,8 @@
-# The portal image: web, worker and beat run from it with different commands.
-FROM python:3.11-slim
+# The portal image (target `portal`, the default): web, worker and beat run from it with
+# different commands. It installs the dependencies alone: the emulator's libraries (the
+# `emulator` extra) are not in it. The `emulator` target below adds them for
+# `docker compose --profile emulator`.
+FROM python:3.11-slim AS portal
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -26,3 +29,16 @@ RUN useradd --system portal
 USER portal
 EXPOSE 8000
 CMD ["gunicorn", "partnerportal.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]
+
+# The Microsoft cloud emulator, for a trial without Microsoft: the portal image plus
+# the `emulator` extra. /state is made here, owned by the user it runs as, so the
+# named volume mounted there starts writable.
+FROM portal AS emulator
+USER root
+RUN pip install '.[emulator]' && mkdir /state && chown portal /state
+USER portal
+EXPOSE 8443
+CMD ["python", "-m", "emulator", "serve", "--host", "0.0.0.0", "--port", "8443", "--state-dir", "/state"]
+
+# `docker build .` without --target builds the portal image (the last stage).
+FROM portal

@@ -12,7 +12,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[embedded,test,bench]'
+	$(PY) -m pip install --quiet -e '.[emulator,embedded,test,bench]'
 	touch $@
 
 demo: venv

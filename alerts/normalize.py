@@ -17,7 +17,8 @@ Normalised values, the same for every source:
   "" when unknown.
 * ``evidence``: rows ``{"type", "name", "detail", ...}`` with type one of device,
   file, process, user, ip, url, registry, mailbox, mail_message, mail_cluster,
-  cloud_application, security_group, other.
+  cloud_application, security_group, other (read by ``alerts.evidence``, which also
+  gives ``evidence_summary`` and the search words in ``entities_text``).
 * ``devices``: ``{"id", "name", "os"}``; ``users``: ``{"name", "domain", "upn"}``.
 * ``portal_url``: the alert or incident in the customer tenant's Defender portal
   (``.../alerts/{id}?tid={tenant}``); Cloud Apps alerts keep their own ``URL``.
@@ -32,11 +33,13 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from alerts import evidence
+from alerts.evidence import as_text as _text
 from alerts.models import AlertStatus, Severity
 
+# ``_text`` is the one reading of a string field, shared with the evidence rows.
+
 DEFAULT_PORTAL = "https://security.microsoft.com"
-EVIDENCE_SUMMARY_LENGTH = 500
-ENTITIES_TEXT_LENGTH = 8000
 
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
@@ -101,18 +104,6 @@ def parse_time(value: Any) -> datetime | None:
         offset = sign * (int(digits[:2]) * 60 + int(digits[2:]))
         moment -= timedelta(minutes=offset)
     return moment
-
-
-def _text(value: Any) -> str:
-    """A string field; None, "null" (Cloud Apps writes that) and non-strings -> ""."""
-    if isinstance(value, str):
-        value = value.strip()
-        return "" if len(value) == 4 and value.lower() == "null" else value
-    if value is None:
-        return ""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return ""
 
 
 def _id(value: Any) -> str:
@@ -214,206 +205,6 @@ def _first_time(*values: Any) -> datetime | None:
     return None
 
 
-# --- evidence -------------------------------------------------------------------------
-
-
-class _Entities:
-    """Collects evidence rows, devices, users and search words for one alert."""
-
-    def __init__(self) -> None:
-        self.evidence: list[dict[str, Any]] = []
-        self.devices: list[dict[str, Any]] = []
-        self.users: list[dict[str, Any]] = []
-        self.words: list[str] = []
-        self._seen_rows: set[tuple] = set()
-        self._seen_devices: set[str] = set()
-        self._seen_users: set[str] = set()
-        self._seen_words: set[str] = set()
-
-    def word(self, *values: Any) -> None:
-        for value in values:
-            text = _text(value)
-            if text and text.lower() not in self._seen_words:
-                self._seen_words.add(text.lower())
-                self.words.append(text)
-
-    def row(self, kind: str, name: Any, detail: Any = "", **extra: Any) -> None:
-        name, detail = _text(name), _text(detail)
-        if not name and not detail:
-            return
-        key = (kind, name.lower(), detail.lower())
-        if key in self._seen_rows:
-            return
-        self._seen_rows.add(key)
-        row: dict[str, Any] = {"type": kind, "name": name, "detail": detail}
-        for field, value in extra.items():
-            text = _text(value)
-            if text:
-                row[field] = text
-        self.evidence.append(row)
-
-    def device(self, device_id: Any, name: Any, os: Any = None) -> None:
-        device_id, name = _text(device_id), _text(name)
-        key = (device_id or name).lower()
-        if not key or key in self._seen_devices:
-            return
-        self._seen_devices.add(key)
-        self.devices.append({"id": device_id, "name": name, "os": _text(os)})
-        self.word(name)
-
-    def user(self, name: Any, domain: Any = None, upn: Any = None) -> None:
-        name, domain, upn = _text(name), _text(domain), _text(upn)
-        key = (upn or f"{domain}\\{name}").lower()
-        if not (name or upn) or key in self._seen_users:
-            return
-        self._seen_users.add(key)
-        self.users.append({"name": name, "domain": domain, "upn": upn})
-        self.word(name, upn)
-
-    def fields(self) -> dict[str, Any]:
-        counts: dict[str, int] = {}
-        for row in self.evidence:
-            counts[row["type"]] = counts.get(row["type"], 0) + 1
-        summary = ", ".join(
-            f"{n} {kind.replace('_', ' ')}{'' if n == 1 else 's'}"
-            for kind, n in counts.items()
-        )
-        return {
-            "evidence": self.evidence,
-            "devices": self.devices,
-            "users": self.users,
-            "evidence_summary": summary[:EVIDENCE_SUMMARY_LENGTH],
-            "entities_text": " ".join(self.words)[:ENTITIES_TEXT_LENGTH],
-        }
-
-
-def _defender_entity(found: _Entities, item: dict[str, Any]) -> None:
-    """One MDE evidence item or XDR entity (the same flat shape)."""
-    kind = _text(item.get("entityType")).lower()
-    hashes = {"sha1": item.get("sha1"), "sha256": item.get("sha256")}
-    if kind == "file":
-        found.row("file", item.get("fileName"), item.get("filePath"), **hashes)
-        found.word(item.get("fileName"), item.get("sha1"), item.get("sha256"))
-    elif kind == "process":
-        name = item.get("processCommandLine") or item.get("fileName")
-        found.row("process", name, item.get("filePath"), **hashes)
-        found.word(item.get("fileName"), item.get("sha1"), item.get("sha256"))
-    elif kind == "user":
-        found.user(
-            item.get("accountName"),
-            item.get("domainName"),
-            item.get("userPrincipalName"),
-        )
-        found.row(
-            "user",
-            item.get("userPrincipalName") or item.get("accountName"),
-            item.get("domainName"),
-            sid=item.get("userSid"),
-        )
-    elif kind == "ip":
-        found.row("ip", item.get("ipAddress"))
-        found.word(item.get("ipAddress"))
-    elif kind == "url":
-        found.row("url", item.get("url"))
-        found.word(item.get("url"))
-    elif kind == "registry":
-        found.row("registry", item.get("registryKey"), item.get("registryValue"))
-    elif kind == "mailbox":
-        found.row("mailbox", item.get("mailboxAddress"), item.get("mailboxDisplayName"))
-        found.word(item.get("mailboxAddress"))
-    elif kind == "mailmessage":
-        found.row("mail_message", item.get("subject"), item.get("sender"))
-        found.word(item.get("sender"), item.get("recipient"))
-    elif kind == "mailcluster":
-        found.row("mail_cluster", item.get("clusterBy"))
-    elif kind == "securitygroup":
-        found.row("security_group", item.get("securityGroupName"))
-    elif kind:
-        found.row("other", kind)
-
-
-_GRAPH_KIND = re.compile(r"#?microsoft\.graph\.security\.(\w+?)(?:Evidence)?$")
-
-
-def _graph_evidence(found: _Entities, item: dict[str, Any]) -> None:
-    """One Graph alertEvidence item (typed by ``@odata.type``)."""
-    match = _GRAPH_KIND.match(_text(item.get("@odata.type")))
-    kind = match.group(1).lower() if match else ""
-    extra = {"verdict": item.get("verdict")}
-    account = (
-        item.get("userAccount") if isinstance(item.get("userAccount"), dict) else {}
-    )
-    if kind == "device":
-        found.device(
-            item.get("mdeDeviceId"), item.get("deviceDnsName"), item.get("osPlatform")
-        )
-        found.row("device", item.get("deviceDnsName"), item.get("osPlatform"), **extra)
-        for ip in item.get("ipInterfaces") or []:
-            found.word(ip)
-    elif kind in ("file", "process"):
-        details = item.get("fileDetails") or item.get("imageFile") or {}
-        if not isinstance(details, dict):
-            details = {}
-        hashes = {"sha1": details.get("sha1"), "sha256": details.get("sha256")}
-        if kind == "file":
-            found.row(
-                "file",
-                details.get("fileName"),
-                details.get("filePath"),
-                **hashes,
-                **extra,
-            )
-        else:
-            name = item.get("processCommandLine") or details.get("fileName")
-            found.row("process", name, details.get("filePath"), **hashes, **extra)
-        found.word(details.get("fileName"), details.get("sha1"), details.get("sha256"))
-    elif kind == "user":
-        found.user(
-            account.get("accountName"),
-            account.get("domainName"),
-            account.get("userPrincipalName"),
-        )
-        found.row(
-            "user",
-            account.get("userPrincipalName") or account.get("accountName"),
-            account.get("domainName"),
-            **extra,
-        )
-    elif kind == "ip":
-        found.row("ip", item.get("ipAddress"), item.get("countryLetterCode"), **extra)
-        found.word(item.get("ipAddress"))
-    elif kind == "url":
-        found.row("url", item.get("url"), **extra)
-        found.word(item.get("url"))
-    elif kind in ("registrykey", "registryvalue"):
-        found.row(
-            "registry", item.get("registryKey"), item.get("registryValue"), **extra
-        )
-    elif kind == "mailbox":
-        found.row(
-            "mailbox", item.get("primaryAddress"), item.get("displayName"), **extra
-        )
-        found.word(item.get("primaryAddress"))
-    elif kind == "analyzedmessage":
-        found.row("mail_message", item.get("subject"), item.get("senderIp"), **extra)
-    elif kind == "mailcluster":
-        found.row("mail_cluster", item.get("query") or item.get("name"), **extra)
-    elif kind in ("cloudapplication", "oauthapplication"):
-        found.row(
-            "cloud_application", item.get("displayName"), item.get("appId"), **extra
-        )
-    elif kind == "securitygroup":
-        found.row("security_group", item.get("displayName"), **extra)
-    elif kind:
-        found.row("other", kind, **extra)
-    if account and kind != "user":
-        found.user(
-            account.get("accountName"),
-            account.get("domainName"),
-            account.get("userPrincipalName"),
-        )
-
-
 # --- alerts ---------------------------------------------------------------------------
 
 
@@ -429,14 +220,14 @@ def mde_alert(
     )
     if updated is None:
         raise Unusable(f"MDE alert {alert_id} has no time")
-    found = _Entities()
+    found = evidence.Entities()
     found.device(raw.get("machineId"), raw.get("computerDnsName"))
     related = raw.get("relatedUser")
     if isinstance(related, dict):
         found.user(related.get("userName"), related.get("domainName"))
     for item in raw.get("evidence") or []:
         if isinstance(item, dict):
-            _defender_entity(found, item)
+            evidence.defender_entity(found, item)
     return {
         "provider_id": alert_id,
         "title": _text(raw.get("title")),
@@ -467,10 +258,10 @@ def graph_alert(
     updated = _first_time(raw.get("lastUpdateDateTime"), raw.get("createdDateTime"))
     if updated is None:
         raise Unusable(f"Graph alert {alert_id} has no time")
-    found = _Entities()
+    found = evidence.Entities()
     for item in raw.get("evidence") or []:
         if isinstance(item, dict):
-            _graph_evidence(found, item)
+            evidence.graph_evidence(found, item)
     return {
         "provider_id": alert_id,
         "title": _text(raw.get("title")),
@@ -507,7 +298,7 @@ def xdr_alert(
     )
     if updated is None:
         raise Unusable(f"XDR alert {alert_id} has no time")
-    found = _Entities()
+    found = evidence.Entities()
     for device in raw.get("devices") or []:
         if isinstance(device, dict):
             found.device(
@@ -518,7 +309,7 @@ def xdr_alert(
             found.row("device", device.get("deviceDnsName"), device.get("osPlatform"))
     for item in raw.get("entities") or []:
         if isinstance(item, dict):
-            _defender_entity(found, item)
+            evidence.defender_entity(found, item)
     return {
         "provider_id": alert_id,
         "title": _text(raw.get("title")),
@@ -577,7 +368,7 @@ def mcas_alert(
         status = AlertStatus.IN_PROGRESS
     else:
         status = AlertStatus.NEW
-    found = _Entities()
+    found = evidence.Entities()
     for item in raw.get("entities") or []:
         if not isinstance(item, dict):
             continue

@@ -7,8 +7,17 @@ import signal
 import sys
 import threading
 
-from emulator import app as emulator_app
-from emulator.server import EmulatorServer
+try:
+    from emulator import app as emulator_app
+    from emulator.server import EmulatorServer
+except ModuleNotFoundError as missing:
+    # Its libraries are the `emulator` extra, which a production install leaves out.
+    if missing.name not in ("werkzeug", "cheroot"):
+        raise
+    sys.exit(
+        f"The emulator needs {missing.name}: install the portal with its emulator "
+        "extra (pip install '.[emulator]')."
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
