@@ -411,8 +411,8 @@ _INVALID = object()
 
 def _parse_json(content: bytes) -> Any:
     """Parsed JSON, None for an empty body, ``_INVALID`` for anything unreadable.
-    orjson reads a page of alerts in a third of the time ``json`` takes; what it
-    refuses (NaN, integers beyond 64 bits, lone surrogates) ``json`` reads, as before.
+    orjson reads first (the fast path); what it refuses (NaN, integers beyond 64
+    bits, lone surrogates) ``json`` reads.
     A NUL character (``\\u0000``) is replaced, see `_without_nul`.
     """
     if not content or content.isspace():  # (strip() would copy a whole page)
