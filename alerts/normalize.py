@@ -30,6 +30,7 @@ functions raise ``Unusable`` for it, and the caller skips it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -505,3 +506,29 @@ def graph_incident(
         "raw": raw,
     }
     return incident, alerts
+
+
+# --- by payload shape -----------------------------------------------------------------
+
+#: What every normaliser below returns: the incident row (or None for a payload that
+#: is one alert) and the alert rows.
+Normalised = tuple[dict[str, Any] | None, list[dict[str, Any]]]
+
+
+def _one_alert(make: Callable[..., dict[str, Any]]) -> Callable[..., Normalised]:
+    def normalise(raw: dict[str, Any], **kwargs: Any) -> Normalised:
+        return None, [make(raw, **kwargs)]
+
+    return normalise
+
+
+#: Payload shape (``Source.payload`` of the Microsoft source registry) -> its
+#: normaliser, called as ``NORMALISERS[shape](raw, tenant_id=..., portal=...)``.
+#: ``alerts.checks`` fails start-up when a registered source names a missing shape.
+NORMALISERS: dict[str, Callable[..., Normalised]] = {
+    "mde_alert": _one_alert(mde_alert),
+    "graph_alert": _one_alert(graph_alert),
+    "mcas_alert": _one_alert(mcas_alert),
+    "xdr_incident": xdr_incident,
+    "graph_incident": graph_incident,
+}

@@ -1,9 +1,11 @@
 """Triage: staff changes to an alert, written back to the source that owns it.
 
 `request_triage` records the change and enqueues the write-back; `apply_triage` (run by
-the task) re-reads the alert from Defender or Graph first. If it changed there since the
-page staff looked at was loaded, nothing is overwritten: the action records what
-changed instead. Otherwise it PATCHes, then updates the local row and audits.
+the task) re-reads the alert from its source first (through the source registry's
+``WriteBack`` for the alert's ``source``: read, body spelling, PATCH). If it changed
+there since the page staff looked at was loaded, nothing is overwritten: the action
+records what changed instead. Otherwise it PATCHes, then updates the local row and
+audits.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from alerts import normalize, tasks
 from alerts.models import Alert, AlertChange, AlertStatus, TriageAction
 from core import services as core_services
 from tenants import microsoft
-from tenants.microsoft import schemas
+from tenants.microsoft import schemas, sources
 
 logger = logging.getLogger(__name__)
 
@@ -45,20 +47,8 @@ DETERMINATIONS = {
     "not_enough_data_to_validate": "Not enough data to validate",
     "other": "Other",
 }
-# status -> (MDE spelling, Graph spelling)
-STATUSES = {
-    AlertStatus.NEW: ("New", "new"),
-    AlertStatus.IN_PROGRESS: ("InProgress", "inProgress"),
-    AlertStatus.RESOLVED: ("Resolved", "resolved"),
-}
-# Where Defender for Endpoint's older enum differs from Graph's.
-_MDE_DETERMINATION = {
-    "compromised_account": "CompromisedUser",
-    "confirmed_activity": "ConfirmedUserActivity",
-    "not_malicious": "Clean",
-    "not_enough_data_to_validate": "InsufficientData",
-}
-WRITABLE_SOURCES = (Alert.Source.MDE, Alert.Source.GRAPH)
+# The statuses staff may set (each write-back spells them its own way).
+STATUSES = (AlertStatus.NEW, AlertStatus.IN_PROGRESS, AlertStatus.RESOLVED)
 # Fields a triage action may change on the local row.
 LOCAL_FIELDS = ("status", "assigned_to", "classification", "determination")
 
@@ -67,34 +57,17 @@ class TriageRefused(Exception):
     """The change cannot be written back (e.g. a source without a write API)."""
 
 
-def _camel(value: str) -> str:
-    head, *rest = value.split("_")
-    return head + "".join(word.capitalize() for word in rest)
-
-
-def _pascal(value: str) -> str:
-    return "".join(word.capitalize() for word in value.split("_"))
+def _write_back(source: str) -> sources.WriteBack:
+    write_back = sources.write_back_for(source)
+    if write_back is None:
+        raise TriageRefused(f"{source} alerts have no write-back")
+    return write_back
 
 
 def source_changes(source: str, changes: dict[str, str], comment: str) -> dict:
-    """The PATCH body for `source` in its own spelling."""
-    body: dict[str, Any] = {}
-    mde = source == Alert.Source.MDE
-    if "status" in changes:
-        body["status"] = STATUSES[changes["status"]][0 if mde else 1]
-    if "assigned_to" in changes:
-        body["assignedTo"] = changes["assigned_to"] or None
-    if "classification" in changes:
-        value = changes["classification"]
-        body["classification"] = _pascal(value) if mde else _camel(value)
-    if "determination" in changes:
-        value = changes["determination"]
-        body["determination"] = (
-            _MDE_DETERMINATION.get(value, _pascal(value)) if mde else _camel(value)
-        )
-    if comment and mde:
-        body["comment"] = comment
-    return body
+    """The PATCH body for alerts of ``source`` (an ``Alert.Source`` value) in the
+    spelling of the API that takes it; ``TriageRefused`` if none does."""
+    return _write_back(source).body(changes, comment)
 
 
 def parse_source_time(value: Any) -> datetime | None:
@@ -115,7 +88,7 @@ def request_triage(
     comment: str = "",
 ) -> TriageAction:
     """Records the change staff asked for and enqueues its write-back on commit."""
-    if alert.source not in WRITABLE_SOURCES:
+    if sources.write_back_for(alert.source) is None:
         raise TriageRefused(
             f"{alert.get_source_display()} alerts cannot be changed from the portal "
             "yet; use the link to the Defender portal."
@@ -146,26 +119,15 @@ def _describe(changes: dict[str, str]) -> str:
 
 
 def _read_source(alert: Alert) -> dict[str, Any]:
-    client = microsoft.get_client()
-    tenant_id = str(alert.tenant.tenant_id)
-    if alert.source == Alert.Source.MDE:
-        return client.get_mde_alert(
-            tenant_id, alert.provider_id, region=alert.tenant.region or None
-        )
-    return client.get_graph_alert(tenant_id, alert.provider_id)
+    return _write_back(alert.source).read(
+        microsoft.get_client(), alert.tenant.facts, alert.provider_id
+    )
 
 
 def _write_source(alert: Alert, body: dict) -> dict[str, Any]:
-    client = microsoft.get_client()
-    tenant_id = str(alert.tenant.tenant_id)
-    if alert.source == Alert.Source.MDE:
-        return client.update_mde_alert(
-            tenant_id,
-            alert.provider_id,
-            changes=body,
-            region=alert.tenant.region or None,
-        )
-    return client.update_graph_alert(tenant_id, alert.provider_id, changes=body)
+    return _write_back(alert.source).write(
+        microsoft.get_client(), alert.tenant.facts, alert.provider_id, body
+    )
 
 
 def _updated_at(payload: dict) -> datetime | None:
@@ -243,8 +205,11 @@ def _applied(action: TriageAction, written: dict) -> TriageAction:
     if diff:
         AlertChange.objects.create(alert=alert, updated_at_source=updated, changes=diff)
     note = ""
-    if action.comment and alert.source != Alert.Source.MDE:
-        note = " The comment is kept in the portal (Graph takes comments separately)."
+    if action.comment and not _write_back(alert.source).takes_comment:
+        note = (
+            " The comment is kept in the portal (this API takes no comment with "
+            "the change)."
+        )
     core_services.audit(
         action="alert.triage_applied",
         actor=action.actor,

@@ -2,7 +2,8 @@
 
 from django.db import models
 
-from tenants.models import Capability, Tenant
+from tenants.microsoft import sources
+from tenants.models import Tenant
 
 
 class SyncState(models.Model):
@@ -13,7 +14,7 @@ class SyncState(models.Model):
     """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="syncs")
-    source = models.CharField(max_length=32, choices=Capability.Source)
+    source = models.CharField(max_length=32, choices=sources.choices)
     cursor = models.DateTimeField(null=True, blank=True)
     backfill_done = models.BooleanField(default=False)
     next_due_at = models.DateTimeField(null=True, blank=True)

@@ -1,6 +1,10 @@
 """Client-side quotas: Microsoft's documented call limits per app per customer tenant,
 kept in Redis sliding windows shared by every worker, so the portal throttles itself
-before Microsoft does and one customer's backlog never slows another's."""
+before Microsoft does and one customer's backlog never slows another's.
+
+The limits are those of each source's API in the source registry
+(``tenants.microsoft.sources``: ``Source.api.quotas``); sources of one API (Graph
+alerts and incidents) share its windows."""
 
 import hashlib
 import time
@@ -10,22 +14,8 @@ from typing import Any
 from django.conf import settings
 
 from core.redis import get_redis
+from tenants.microsoft import sources
 
-#: Documented quotas per app per tenant, (window seconds, calls); Graph alerts and
-#: incidents share one quota.
-QUOTA_API = {
-    "mde_alerts": "mde",
-    "xdr_incidents": "xdr",
-    "graph_alerts": "graph",
-    "graph_incidents": "graph",
-    "mcas_alerts": "mcas",
-}
-QUOTAS: dict[str, tuple[tuple[int, int], ...]] = {
-    "mde": ((60, 100), (3600, 1500)),
-    "xdr": ((60, 50), (3600, 1500)),
-    "graph": ((60, 150),),
-    "mcas": ((60, 30),),
-}
 #: Our windows are this much longer than Microsoft's: a call reserved now reaches
 #: Microsoft a little later, and must still fall outside its window then.
 QUOTA_MARGIN_SECONDS = 2
@@ -60,13 +50,15 @@ def reserve_api_call(tenant_id: str, source: str) -> float:
     """Takes one call from the (tenant, API) quota: 0 when allowed, else the seconds
     until a slot frees (nothing taken). Sliding windows in Redis, shared by every
     worker, at Microsoft's documented limits."""
-    api = QUOTA_API[source]
-    windows = QUOTAS[api]
+    api = sources.get(source).api
+    windows = api.quotas
     # Quotas are per app per tenant: the app is (sign-in host, client id).
     app = hashlib.sha256(
         f"{settings.MS_LOGIN_URL}|{settings.MS_CLIENT_ID}".encode()
     ).hexdigest()[:12]
-    keys = [f"sync:quota:{app}:{api}:{tenant_id}:{seconds}" for seconds, _ in windows]
+    keys = [
+        f"sync:quota:{app}:{api.name}:{tenant_id}:{seconds}" for seconds, _ in windows
+    ]
     args: list[Any] = [f"{time.time():.6f}", uuid.uuid4().hex]
     for seconds, calls in windows:
         args += [seconds + QUOTA_MARGIN_SECONDS, calls]

@@ -12,21 +12,26 @@
    update time seen *in the data* and renew the lease (lost lease: roll back, stop);
 4. record the run (SyncRun) and the outcome on the SyncState; classify failures.
 
-Paging by update time, per source:
+Each source's entry in the registry (``tenants.microsoft.sources``) says how it is
+paged (``Source.paging`` names one of ``PAGING_STRATEGIES`` below), how one page is
+listed, its page limit, the payload shape its items are normalised from and the row
+time its cursor follows; nothing here branches on a source's name. The strategies:
 
-* MDE alerts come oldest first; Graph alerts and incidents are asked for oldest first
-  (``$orderby=lastUpdateDateTime asc``). Each next page asks ``ge <newest time seen>``
-  and skips only the items it already saw at exactly that time, so an alert that
-  changes while we page moves *ahead* of us instead of shifting one out of the
-  window (what plain ``$skip`` paging does), and ``$skip`` stays small.
-* Defender XDR lists incidents newest first only. A pass pages with ``$skip``
-  (changes move items to the front, so they can only be seen twice, never missed) and
-  moves the cursor only when it reached the end, to the newest time of its first
-  page; a pass longer than one run resumes from ``SyncState.paging``.
-* Defender for Cloud Apps has no update time. New alerts are paged by their creation
-  time (oldest first); alerts closed since the last run are read again through the
-  ``resolutionDate`` filter (its own cursor in ``SyncState.paging``). Changes to open
-  Cloud Apps alerts reach us through Graph, whose copy is the primary one.
+* ``updated_oldest_first``: MDE alerts come oldest first; Graph alerts and
+  incidents are asked for oldest first (``$orderby=lastUpdateDateTime asc``). Each
+  next page asks ``ge <newest time seen>`` and skips only the items it already saw at
+  exactly that time, so an alert that changes while we page moves *ahead* of us
+  instead of shifting one out of the window (what plain ``$skip`` paging does), and
+  ``$skip`` stays small.
+* ``newest_first_skip``: Defender XDR lists incidents newest first only. A pass pages
+  with ``$skip`` (changes move items to the front, so they can only be seen twice,
+  never missed) and moves the cursor only when it reached the end, to the newest time
+  of its first page; a pass longer than one run resumes from ``SyncState.paging``.
+* ``created_then_resolved``: Defender for Cloud Apps has no update time. New alerts
+  are paged by their creation time (oldest first); alerts closed since the last run
+  are read again through the ``resolutionDate`` filter (its own cursor in
+  ``SyncState.paging``). Changes to open Cloud Apps alerts reach us through Graph,
+  whose copy is the primary one.
 
 The same alert through two sources (an MDE alert is also a Graph alert with the same
 id and an alert of an XDR incident; a Cloud Apps alert appears in Graph and XDR with
@@ -53,26 +58,17 @@ from django.db.models import Q
 from django.utils import timezone
 
 from alerts import normalize, storage
-from alerts.models import Alert
 from core import backoff as waits
 from core import services as core_services
 from sync import quotas, selectors, tasks
 from sync.models import SyncRun, SyncState
 from tenants import microsoft
 from tenants import services as tenant_services
-from tenants.microsoft import schemas
+from tenants.microsoft import schemas, sources
 from tenants.models import Capability
 
 logger = logging.getLogger(__name__)
 
-#: The most items each API returns per page.
-PAGE_LIMITS = {
-    "mde_alerts": 10_000,
-    "xdr_incidents": 100,
-    "graph_alerts": 1000,
-    "graph_incidents": 50,
-    "mcas_alerts": 100,
-}
 MAX_BACKOFF_SECONDS = 3600
 
 
@@ -125,9 +121,10 @@ def sync_source(*, sync_state_id: int, owner: str | None = None) -> SyncResult:
     if not claimed:
         return SyncResult("busy")
     state = SyncState.objects.select_related("tenant").get(pk=sync_state_id)
-    if not SyncState.objects.filter(pk=state.pk).filter(
-        selectors.eligible()
-    ).exists() or (state.source == "mcas_alerts" and not state.tenant.mcas_url):
+    eligible = SyncState.objects.filter(pk=state.pk).filter(selectors.eligible())
+    if not eligible.exists() or sources.get(state.source).unmet_needs(
+        state.tenant.facts
+    ):
         _release(state, owner, next_due_at=None)
         return SyncResult("skipped")
     run = SyncRun.objects.create(sync=state, started_at=now)
@@ -164,7 +161,8 @@ class _Runner:
         self.owner = owner
         self.client = microsoft.get_client()
         self.tenant_id = str(self.tenant.tenant_id)
-        self.page_size = max(1, min(settings.SYNC_PAGE_SIZE, PAGE_LIMITS[state.source]))
+        self.source = sources.get(state.source)
+        self.page_size = max(1, min(settings.SYNC_PAGE_SIZE, self.source.page_limit))
         self.pages = 0
         self.fetched = 0
         self.created = 0
@@ -213,12 +211,7 @@ class _Runner:
 
     def _pages(self) -> bool:
         """Fetches and saves pages; True when more remain after this run."""
-        source = self.state.source
-        if source == "xdr_incidents":
-            return self._newest_first_pass()
-        if source == "mcas_alerts":
-            return self._mcas_passes()
-        return self._oldest_first_pass()
+        return getattr(self, PAGING_STRATEGIES[self.source.paging])()
 
     def _window_start(self, cursor: datetime | None) -> datetime:
         if cursor is None:
@@ -233,7 +226,7 @@ class _Runner:
             raise _QuotaWait(wait)
 
     def _oldest_first_pass(self) -> bool:
-        """MDE alerts, Graph alerts and incidents: page by update time, oldest first.
+        """Page by the cursor's time, oldest first (MDE, Graph alerts and incidents).
 
         The next page is fetched (its quota taken first) in a thread while this one
         is saved, so waiting on Microsoft and on Postgres overlap. One page at most
@@ -300,8 +293,8 @@ class _Runner:
             return False
         return True
 
-    def _mcas_passes(self) -> bool:
-        """Cloud Apps: new alerts by creation time, then alerts closed since."""
+    def _created_then_resolved(self) -> bool:
+        """New items by creation time (the cursor), then items closed since."""
         more = self._oldest_first_pass()
         if more:
             return True
@@ -313,14 +306,7 @@ class _Runner:
         for _ in range(settings.SYNC_MAX_PAGES_PER_RUN):
             if not self._quota_or_stop():
                 return True
-            page = self.client.list_mcas_alerts(
-                self.tenant_id,
-                mcas_url=self.tenant.mcas_url,
-                since_ms=None,
-                resolved_since_ms=int(since.timestamp() * 1000),
-                skip=skip,
-                limit=self.page_size,
-            )
+            page = self._request(since=None, resolved_since=since, skip=skip)
             self._count_page(page)
             batch = self._normalise(page.items)
             for row in batch.alerts:
@@ -363,87 +349,46 @@ class _Runner:
             return None
         return self._request(since=since, skip=skip)
 
-    def _request(self, *, since: datetime, skip: int) -> schemas.Page:
-        source = self.state.source
-        region = self.tenant.region or None
-        if source == "mde_alerts":
-            page = self.client.list_mde_alerts(
-                self.tenant_id,
+    def _request(
+        self,
+        *,
+        since: datetime | None,
+        skip: int,
+        resolved_since: datetime | None = None,
+    ) -> schemas.Page:
+        return self.source.list_page(
+            self.client,
+            sources.PageRequest(
+                facts=self.tenant.facts,
                 since=since,
+                skip=skip,
                 top=self.page_size,
-                skip=skip,
-                region=region,
-            )
-        elif source == "xdr_incidents":
-            page = self.client.list_xdr_incidents(
-                self.tenant_id,
-                since=since,
-                top=self.page_size,
-                skip=skip,
-                region=region,
-            )
-        elif source == "graph_alerts":
-            page = self.client.list_graph_alerts(
-                self.tenant_id,
-                since=since,
-                top=self.page_size,
-                oldest_first=True,
-                skip=skip,
-            )
-        elif source == "graph_incidents":
-            page = self.client.list_graph_incidents(
-                self.tenant_id,
-                since=since,
-                top=self.page_size,
-                oldest_first=True,
-                skip=skip,
-                expand_alerts=settings.SYNC_GRAPH_INCIDENTS_EXPAND_ALERTS,
-            )
-        else:
-            page = self.client.list_mcas_alerts(
-                self.tenant_id,
-                mcas_url=self.tenant.mcas_url,
-                since_ms=int(since.timestamp() * 1000),
-                skip=skip,
-                limit=self.page_size,
-            )
-        return page
+                expand=settings.SYNC_GRAPH_INCIDENTS_EXPAND_ALERTS,
+                resolved_since=resolved_since,
+            ),
+        )
 
     def _normalise(self, items: list[dict[str, Any]]) -> Batch:
-        source = self.state.source
+        source = self.source
+        make = normalize.NORMALISERS[source.payload]
         batch = Batch(fetched=len(items))
-        kwargs = {"tenant_id": self.tenant_id, "portal": self.portal}
         for item in items:
             try:
-                if source == "mde_alerts":
-                    row = normalize.mde_alert(item, **kwargs)
-                    batch.alerts.append(dict(row, source=Alert.Source.MDE))
-                    batch.keys.append(row["updated_at_source"])
-                elif source == "graph_alerts":
-                    row = normalize.graph_alert(item, **kwargs)
-                    batch.alerts.append(dict(row, source=Alert.Source.GRAPH))
-                    batch.keys.append(row["updated_at_source"])
-                elif source == "mcas_alerts":
-                    row = normalize.mcas_alert(item, **kwargs)
-                    batch.alerts.append(dict(row, source=Alert.Source.MCAS))
-                    # Paged by creation time: the only time this API filters on.
-                    batch.keys.append(
-                        row["created_at_source"] or row["updated_at_source"]
-                    )
-                else:
-                    maker = (
-                        normalize.xdr_incident
-                        if source == "xdr_incidents"
-                        else normalize.graph_incident
-                    )
-                    incident, alerts = maker(item, **kwargs)
-                    kind = "xdr" if source == "xdr_incidents" else "graph"
-                    batch.incidents.append(dict(incident, source=kind))
-                    batch.alerts.extend(dict(a, source=kind) for a in alerts)
-                    batch.keys.append(incident["updated_at_source"])
+                incident, alerts = make(
+                    item, tenant_id=self.tenant_id, portal=self.portal
+                )
             except normalize.Unusable as exc:
                 batch.skipped += 1
                 logger.warning("skipping an item of %s: %s", self.state, exc)
+                continue
+            if incident is not None:
+                batch.incidents.append(dict(incident, source=source.row_source))
+            batch.alerts.extend(dict(a, source=source.row_source) for a in alerts)
+            # An incident pages by its own time; a lone alert by its row's.
+            keyed = incident if incident is not None else alerts[0]
+            batch.keys.append(
+                keyed.get(source.cursor_field) or keyed["updated_at_source"]
+            )
         return batch
 
     # -- saving --------------------------------------------------------------------
@@ -565,6 +510,14 @@ class _Runner:
             self.pages,
             error=message,
         )
+
+
+#: ``Source.paging`` -> the ``_Runner`` method that pages that way.
+PAGING_STRATEGIES = {
+    "updated_oldest_first": "_oldest_first_pass",
+    "newest_first_skip": "_newest_first_pass",
+    "created_then_resolved": "_created_then_resolved",
+}
 
 
 class _PageAhead:

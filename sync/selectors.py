@@ -12,6 +12,7 @@ from django.utils.timesince import timesince
 from core import shared
 from sync.models import SyncState
 from tenants import selectors as tenant_selectors
+from tenants.microsoft import sources
 from tenants.models import Capability, Customer, Tenant
 
 # A source that has not synced successfully for this long is called stale.
@@ -52,7 +53,7 @@ def _source_health(tenant: Tenant, now) -> list[SourceHealth]:
     caps = {c.source: c for c in tenant.capabilities.all()}
     syncs = {s.source: s for s in tenant.syncs.all()}
     rows = []
-    for value, label in Capability.Source.choices:
+    for value, label in sources.choices():
         cap, sync = caps.get(value), syncs.get(value)
         problem = ""
         if tenant.state in HALTED:

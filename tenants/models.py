@@ -7,6 +7,8 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import Q
 
+from tenants.microsoft import sources
+
 
 class CustomerQuerySet(models.QuerySet):
     def visible_to(self, user) -> "CustomerQuerySet":
@@ -85,6 +87,15 @@ class Tenant(models.Model):
     def __str__(self) -> str:
         return self.display_name or str(self.tenant_id)
 
+    @property
+    def facts(self) -> sources.TenantFacts:
+        """What the Microsoft client needs to know of this tenant."""
+        return sources.TenantFacts(
+            tenant_id=str(self.tenant_id),
+            region=self.region or None,
+            mcas_url=self.mcas_url or None,
+        )
+
 
 class ConsentLink(models.Model):
     """An admin-consent link sent to a customer; its state is stored only hashed."""
@@ -137,13 +148,6 @@ class ConsentLink(models.Model):
 class Capability(models.Model):
     """What the portal proved it can read from one source of one tenant."""
 
-    class Source(models.TextChoices):
-        MDE_ALERTS = "mde_alerts", "Defender for Endpoint alerts"
-        XDR_INCIDENTS = "xdr_incidents", "Defender XDR incidents"
-        GRAPH_ALERTS = "graph_alerts", "Graph security alerts"
-        GRAPH_INCIDENTS = "graph_incidents", "Graph security incidents"
-        MCAS_ALERTS = "mcas_alerts", "Defender for Cloud Apps alerts"
-
     class Status(models.TextChoices):
         OK = "ok", "Connected"
         MISSING_PERMISSION = "missing_permission", "Missing permission"
@@ -154,7 +158,8 @@ class Capability(models.Model):
     tenant = models.ForeignKey(
         Tenant, on_delete=models.CASCADE, related_name="capabilities"
     )
-    source = models.CharField(max_length=32, choices=Source)
+    # A callable: a new source in the registry needs no migration.
+    source = models.CharField(max_length=32, choices=sources.choices)
     status = models.CharField(max_length=32, choices=Status)
     detail = models.TextField(blank=True)
     granted_roles = models.JSONField(default=list, blank=True)

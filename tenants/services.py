@@ -19,7 +19,7 @@ from django.utils import timezone
 from core import services as core_services
 from core import validators
 from tenants import microsoft, signals, tasks
-from tenants.microsoft import schemas
+from tenants.microsoft import schemas, sources
 from tenants.models import Capability, ConsentLink, Customer, Tenant
 
 logger = logging.getLogger(__name__)
@@ -380,7 +380,7 @@ def verify_tenant_access(*, tenant: Tenant) -> Tenant:
     client.forget_tenant(str(tenant.tenant_id))
     capabilities: dict[str, tuple[str, str, list[str], list[str]]] = {}
     try:
-        for source in schemas.SOURCES.values():
+        for source in sources.SOURCES.values():
             capabilities[source.key] = _check_source(client, tenant, source)
     except schemas.ConsentRevoked as exc:
         if (
@@ -401,16 +401,16 @@ def verify_tenant_access(*, tenant: Tenant) -> Tenant:
     return _record_capabilities(tenant, capabilities)
 
 
-def _check_source(client, tenant: Tenant, source) -> tuple[str, str, list, list]:
+def _check_source(
+    client, tenant: Tenant, source: sources.Source
+) -> tuple[str, str, list, list]:
     """(status, detail, granted roles, missing roles) for one source."""
     tenant_id = str(tenant.tenant_id)
-    if source.key == "mcas_alerts" and not tenant.mcas_url:
-        return (
-            Capability.Status.NOT_CONFIGURED,
-            "Enter the tenant's Cloud Apps API URL to read these alerts.",
-            [],
-            [],
-        )
+    facts = tenant.facts
+    unmet = source.unmet_needs(facts)
+    if unmet:
+        hint = source.needs_hint or f"Enter the tenant's {', '.join(unmet)}."
+        return Capability.Status.NOT_CONFIGURED, hint, [], []
     try:
         token = client.get_token(tenant_id, source.resource)
     except schemas.NotLicensed as exc:
@@ -422,7 +422,7 @@ def _check_source(client, tenant: Tenant, source) -> tuple[str, str, list, list]
             "access is not proven."
         )
     granted = sorted(token.roles)
-    missing = schemas.missing_roles(source.key, token.roles)
+    missing = source.missing_roles(token.roles)
     if missing:
         return (
             Capability.Status.MISSING_PERMISSION,
@@ -433,10 +433,7 @@ def _check_source(client, tenant: Tenant, source) -> tuple[str, str, list, list]
         )
     try:
         client.probe(
-            tenant_id,
-            source.key,
-            mcas_url=tenant.mcas_url or None,
-            region=tenant.region or None,
+            tenant_id, source.key, mcas_url=facts.mcas_url, region=facts.region
         )
     except schemas.AccessDenied as exc:
         return (
@@ -499,7 +496,7 @@ def _record_capabilities(tenant: Tenant, capabilities: dict) -> Tenant:
             )
         return tenant
     problems = "; ".join(
-        f"{Capability.Source(s).label}: {detail}"
+        f"{sources.get(s).label}: {detail}"
         for s, (status, detail, *_rest) in capabilities.items()
         if status != Capability.Status.NOT_CONFIGURED
     )
@@ -521,7 +518,7 @@ def mark_capability_lost(
         core_services.audit(
             action="tenant.capability_lost",
             tenant=tenant,
-            detail=f"{Capability.Source(source).label}: {detail}",
+            detail=f"{sources.get(source).label}: {detail}",
         )
 
 

@@ -51,7 +51,7 @@ class CapabilityFactory(factory.django.DjangoModelFactory):
         model = Capability
 
     tenant = factory.SubFactory(TenantFactory)
-    source = Capability.Source.MDE_ALERTS
+    source = "mde_alerts"
     status = Capability.Status.OK
     checked_at = factory.LazyFunction(timezone.now)
 
@@ -61,7 +61,7 @@ class SyncStateFactory(factory.django.DjangoModelFactory):
         model = SyncState
 
     tenant = factory.SubFactory(TenantFactory)
-    source = Capability.Source.MDE_ALERTS
+    source = "mde_alerts"
     last_success_at = factory.LazyFunction(timezone.now)
 
 

@@ -1,4 +1,4 @@
-"""What the Microsoft client returns and raises: tokens, pages, sources, typed errors.
+"""What the Microsoft client returns and raises: tokens, pages, typed errors.
 
 No Django, no HTTP. Every error carries a plain-words ``message`` an MSSP analyst can
 act on; none of them ever holds a token, a secret or a raw response body.
@@ -405,99 +405,6 @@ class AccessToken:
 
     def __str__(self) -> str:
         return repr(self)
-
-
-# --- sources --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Source:
-    """One kind of data we pull: its token resource and the roles that grant it."""
-
-    key: str
-    label: str
-    resource: str
-    read_roles: tuple[str, ...]  # any one of these is enough to read
-    write_roles: tuple[str, ...]  # any one of these is enough to write back
-    docs: str
-
-
-MDE_RESOURCE = "https://api.securitycenter.microsoft.com"
-XDR_RESOURCE = "https://api.security.microsoft.com"
-GRAPH_RESOURCE = "https://graph.microsoft.com"
-MCAS_RESOURCE = "05a65629-4c1b-48c1-a78b-804c4abdd4af"
-
-SOURCES: dict[str, Source] = {
-    s.key: s
-    for s in (
-        Source(
-            "mde_alerts",
-            "Defender for Endpoint alerts",
-            MDE_RESOURCE,
-            ("Alert.Read.All", "Alert.ReadWrite.All"),
-            ("Alert.ReadWrite.All",),
-            "https://learn.microsoft.com/defender-endpoint/api/get-alerts",
-        ),
-        Source(
-            "xdr_incidents",
-            "Defender XDR incidents",
-            XDR_RESOURCE,
-            ("Incident.Read.All", "Incident.ReadWrite.All"),
-            ("Incident.ReadWrite.All",),
-            "https://learn.microsoft.com/defender-xdr/api-list-incidents",
-        ),
-        Source(
-            "graph_alerts",
-            "Microsoft Graph security alerts",
-            GRAPH_RESOURCE,
-            ("SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All"),
-            ("SecurityAlert.ReadWrite.All",),
-            "https://learn.microsoft.com/graph/api/security-list-alerts_v2",
-        ),
-        Source(
-            "graph_incidents",
-            "Microsoft Graph security incidents",
-            GRAPH_RESOURCE,
-            ("SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All"),
-            ("SecurityIncident.ReadWrite.All",),
-            "https://learn.microsoft.com/graph/api/security-list-incidents",
-        ),
-        Source(
-            "mcas_alerts",
-            "Defender for Cloud Apps alerts",
-            MCAS_RESOURCE,
-            ("Investigation.read", "Investigation.manage"),
-            ("Investigation.manage",),
-            "https://learn.microsoft.com/defender-cloud-apps/api-alerts-list",
-        ),
-    )
-}
-
-
-def get_source(source: str | Source) -> Source:
-    """The ``Source`` row for a key; ``ValueError`` for an unknown one."""
-    if isinstance(source, Source):
-        return source
-    try:
-        return SOURCES[source]
-    except KeyError:
-        raise ValueError(f"unknown Microsoft source {source!r}") from None
-
-
-def missing_roles(
-    source: str | Source, roles: Iterable[str], *, write: bool = False
-) -> list[str]:
-    """The role to ask for when ``roles`` grant no access to ``source``, else ``[]``.
-
-    ``missing_roles("mde_alerts", [])`` -> ``["Alert.Read.All"]``. Role names are
-    compared case-insensitively (Microsoft's docs vary the case of Cloud Apps roles).
-    """
-    row = get_source(source)
-    granted = {r.lower() for r in roles}
-    needed = row.write_roles if write else row.read_roles
-    if any(r.lower() in granted for r in needed):
-        return []
-    return [needed[0]]
 
 
 # --- pages ----------------------------------------------------------------------------

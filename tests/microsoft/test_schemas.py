@@ -8,9 +8,8 @@ import json
 
 import pytest
 
-from tenants.microsoft import schemas
+from tenants.microsoft import sources
 from tenants.microsoft.schemas import (
-    SOURCES,
     AccessDenied,
     AccessToken,
     ConsentRevoked,
@@ -20,8 +19,8 @@ from tenants.microsoft.schemas import (
     Unavailable,
     error_for_token_response,
     error_from_dict,
-    missing_roles,
 )
+from tenants.microsoft.sources import SOURCES, missing_roles
 
 
 def fake_jwt(claims: dict) -> str:
@@ -33,14 +32,14 @@ def fake_jwt(claims: dict) -> str:
 
 def test_access_token_reads_claims_and_hides_its_value():
     value = fake_jwt(
-        {"tid": "t-1", "aud": schemas.MDE_RESOURCE, "roles": ["Alert.Read.All"]}
+        {"tid": "t-1", "aud": sources.MDE_RESOURCE, "roles": ["Alert.Read.All"]}
     )
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
 
     token = AccessToken.from_value(value, expires_at=expires)
 
     assert token.tenant_id == "t-1"
-    assert token.audience == schemas.MDE_RESOURCE
+    assert token.audience == sources.MDE_RESOURCE
     assert token.roles == frozenset({"Alert.Read.All"})
     assert value not in repr(token)
     assert value not in str(token)

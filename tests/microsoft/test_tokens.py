@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from tenants.microsoft import schemas
+from tenants.microsoft import schemas, sources
 from tenants.microsoft.client import MicrosoftClient
 from tenants.microsoft.schemas import (
     BlockedByPolicy,
@@ -30,7 +30,7 @@ from tenants.microsoft.schemas import (
 from tests.microsoft.conftest import token_requests
 from tests.microsoft.workers import fetch_tokens_in_threads
 
-MDE = schemas.MDE_RESOURCE
+MDE = sources.MDE_RESOURCE
 
 
 def test_secret_token_carries_tenant_audience_and_roles(emu, tenant, make_client):
@@ -54,7 +54,7 @@ def test_certificate_token_is_preferred_over_the_secret(
     token = client.get_token(tenant["id"], "graph_alerts")
 
     assert client.credential_kind == "certificate"
-    assert token.audience == schemas.GRAPH_RESOURCE
+    assert token.audience == sources.GRAPH_RESOURCE
     assert decode_jwt_claims(token.value)["appidacr"] == "2"  # certificate
     assert "SecurityAlert.Read.All" in token.roles
 
@@ -62,9 +62,9 @@ def test_certificate_token_is_preferred_over_the_secret(
 def test_certificate_only_client_needs_no_secret(emu, tenant, make_client, cert_pem):
     client = make_client(client_secret=None, client_cert_path=cert_pem)
 
-    token = client.get_token(tenant["id"], schemas.MCAS_RESOURCE)
+    token = client.get_token(tenant["id"], sources.MCAS_RESOURCE)
 
-    assert token.audience == schemas.MCAS_RESOURCE
+    assert token.audience == sources.MCAS_RESOURCE
     assert "Investigation.read" in token.roles
 
 
@@ -85,14 +85,14 @@ def test_tokens_are_cached_per_tenant_and_resource(emu, make_client):
     tenants = [t["id"] for t in emu.description["tenants"][:2]]
 
     for tenant_id in tenants:
-        for resource in (MDE, schemas.GRAPH_RESOURCE):
+        for resource in (MDE, sources.GRAPH_RESOURCE):
             client.get_token(tenant_id, resource)
             client.get_token(tenant_id, resource)
 
     logged = token_requests(emu)
     assert len(logged) == 4
     assert {(e["tid"], e["aud"]) for e in logged} == {
-        (t, r) for t in tenants for r in (MDE, schemas.GRAPH_RESOURCE)
+        (t, r) for t in tenants for r in (MDE, sources.GRAPH_RESOURCE)
     }
 
 
