@@ -20,6 +20,7 @@ from alerts.checks import check_every_source_has_a_normaliser
 from alerts.models import Alert
 from core.redis import get_redis
 from sync import runner
+from sync.checks import check_every_source_has_a_paging_strategy
 from sync.models import SyncState
 from tenants import services as tenant_services
 from tenants.microsoft import sources
@@ -149,3 +150,13 @@ def test_the_system_check_names_a_source_whose_payload_has_no_normaliser():
         # Registered with Django: `manage.py check` reports it.
         assert "alerts.E001" in {e.id for e in checks.run_checks()}
     assert "alerts.E001" not in {e.id for e in checks.run_checks()}
+
+
+def test_the_system_check_names_a_source_whose_paging_the_runner_lacks():
+    assert check_every_source_has_a_paging_strategy() == []
+    with registered(fake_source([], paging="sideways")):
+        errors = check_every_source_has_a_paging_strategy()
+        assert [e.id for e in errors] == ["sync.E001"]
+        assert "fake_alerts" in errors[0].msg and "sideways" in errors[0].msg
+        assert "sync.E001" in {e.id for e in checks.run_checks()}
+    assert "sync.E001" not in {e.id for e in checks.run_checks()}
