@@ -371,7 +371,7 @@ def _queue_rows(
     alerts: QuerySet, order: list, phrases: Sequence[str] = ()
 ) -> list[QueueRow]:
     """The first QUEUE_PAGE_SIZE + 1 of `alerts` in `order` (see _sorted) that have
-    every phrase of `phrases` (tsqueries): only the columns the table shows."""
+    every phrase of `phrases` (tsqueries): the values alerts.columns declares."""
     ranked = "-severity_rank" in order
     columns = ["pk", *(["severity_rank"] if ranked else [])]
     chosen = alerts.order_by(*order)
