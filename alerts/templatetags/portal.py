@@ -130,9 +130,7 @@ def choice_options(choices, selected) -> dict:
     else:
         chosen = {str(selected)} if selected not in (None, "") else set()
     return {
-        "options": [
-            (value, label, str(value) in chosen) for value, label in choices
-        ]
+        "options": [(value, label, str(value) in chosen) for value, label in choices]
     }
 
 
