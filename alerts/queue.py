@@ -289,10 +289,10 @@ def list_queue(*, user, filters: dict) -> QueuePage:
     sort = filters.get("sort") or "-updated"
     alerts, order = _sorted(_with_severity(found, filters), sort)
     if filters.get("after"):
-        columns = [*keyset.SORT_KEYS[sort], "id"]
+        keys = [*keyset.SORT_KEYS[sort], "id"]
         op = ">" if sort == "updated" else "<"
         alerts = alerts.filter(
-            keyset.RowCompare([F(c) for c in columns], op, filters["after"])
+            keyset.RowCompare([F(c) for c in keys], op, filters["after"])
         )
     rows = _queue_rows(alerts, order, phrases)
     next_cursor = None
@@ -373,11 +373,11 @@ def _queue_rows(
     """The first QUEUE_PAGE_SIZE + 1 of `alerts` in `order` (see _sorted) that have
     every phrase of `phrases` (tsqueries): the values alerts.columns declares."""
     ranked = "-severity_rank" in order
-    columns = ["pk", *(["severity_rank"] if ranked else [])]
+    keys = ["pk", *(["severity_rank"] if ranked else [])]
     chosen = alerts.order_by(*order)
     if phrases:
         ordered_sql, params = chosen.values(
-            *columns, "search_vector"
+            *keys, "search_vector"
         ).query.sql_with_params()
         chosen_sql = _PHRASE_SQL.format(
             ordered=ordered_sql,
@@ -386,7 +386,7 @@ def _queue_rows(
         )
         params = (*params, " & ".join(f"({phrase})" for phrase in phrases))
     else:
-        chosen_sql, params = chosen.values(*columns)[
+        chosen_sql, params = chosen.values(*keys)[
             : QUEUE_PAGE_SIZE + 1
         ].query.sql_with_params()
     # Only this module's constants and Django's own SQL of the filter (its values
