@@ -4,23 +4,8 @@ defused (alert text comes from customers' tenants and may be hostile)."""
 import csv
 from collections.abc import Iterable
 
-from django.utils import timezone
-
+from alerts import columns
 from alerts.models import Alert
-
-QUEUE_COLUMNS = [
-    "severity",
-    "status",
-    "title",
-    "customer",
-    "tenant",
-    "source",
-    "category",
-    "assigned_to",
-    "created",
-    "last_updated",
-    "provider_id",
-]
 
 
 def _cell(value) -> str:
@@ -31,25 +16,10 @@ def _cell(value) -> str:
 
 
 def write_queue_csv(out, alerts: Iterable[Alert]) -> None:
+    """`alerts` (`queue.export_queue`) as CSV on `out`: a header row of the exported
+    columns' names (`columns.CSV_COLUMNS`), then one row per alert."""
     writer = csv.writer(out)
-    writer.writerow(QUEUE_COLUMNS)
+    writer.writerow([column.csv for column in columns.CSV_COLUMNS])
+    exports = [column.export for column in columns.CSV_COLUMNS]
     for alert in alerts:
-        created = alert.created_at_source
-        writer.writerow(
-            [
-                _cell(v)
-                for v in (
-                    alert.severity,
-                    alert.status,
-                    alert.title,
-                    alert.tenant.customer.name,
-                    alert.tenant,
-                    alert.source,
-                    alert.category,
-                    alert.assigned_to,
-                    timezone.localtime(created).isoformat() if created else "",
-                    timezone.localtime(alert.updated_at_source).isoformat(),
-                    alert.provider_id,
-                )
-            ]
-        )
+        writer.writerow([_cell(export(alert)) for export in exports])

@@ -2,10 +2,10 @@
 counts and its CSV export, always scoped to what the signed-in staff member may see."""
 
 import time
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
 from uuid import UUID
 
 from django.contrib.postgres.fields import ArrayField
@@ -27,17 +27,14 @@ from django.db.models.functions import Cast
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts import keyset, search
+from alerts import columns, keyset, search
 from alerts.models import SEVERITY_RANK, Alert, AlertStatus, Severity
 from core import shared
 from tenants import selectors as tenant_selectors
 from tenants.models import Customer
 
-QUEUE_SORTS = {
-    "-updated": "Last updated, newest first",
-    "updated": "Last updated, oldest first",
-    "severity": "Severity, highest first",
-}
+# The sorts offered (name: menu label), declared by their columns (alerts.columns).
+QUEUE_SORTS = columns.SORTS
 QUEUE_RANGES = {
     "1h": timedelta(hours=1),
     "24h": timedelta(hours=24),
@@ -189,30 +186,26 @@ class SeverityCount:
     selected: bool
 
 
-class QueueRow(NamedTuple):
-    """One line of the queue with its display values worked out, so the template
-    only prints (50 rows x 11 cells of filters and lookups cost more than the SQL).
+class QueueRow(
+    namedtuple(
+        "QueueRow",
+        [
+            "pk",
+            "code",
+            "url",
+            "updated_utc",  # naive, UTC: only the page's last row needs it aware
+            *(field.name for field in columns.FIELDS),
+            "severity_rank",
+        ],
+    )
+):
+    """One line of the queue: pk, code, detail url and updated_utc, then the values
+    of the columns' fields (alerts.columns.FIELDS, as the cells print them, so the
+    template only prints), then severity_rank (None unless sorted by severity).
     A named tuple: made in C from positions, where a dataclass of 18 fields took
     about as long as the rest of its row."""
 
-    pk: int
-    code: str
-    url: str
-    title: str
-    severity: str
-    severity_label: str
-    status: str
-    status_label: str
-    source_label: str
-    customer_name: str
-    tenant_name: str
-    category: str
-    assigned_to: str
-    created: str
-    updated: str
-    age: str
-    updated_utc: datetime  # naive, UTC: only the page's last row needs it aware
-    severity_rank: int | None
+    __slots__ = ()
 
     @property
     def updated_at_source(self) -> datetime:
@@ -296,10 +289,10 @@ def list_queue(*, user, filters: dict) -> QueuePage:
     sort = filters.get("sort") or "-updated"
     alerts, order = _sorted(_with_severity(found, filters), sort)
     if filters.get("after"):
-        columns = [*keyset.SORT_KEYS[sort], "id"]
+        keys = [*keyset.SORT_KEYS[sort], "id"]
         op = ">" if sort == "updated" else "<"
         alerts = alerts.filter(
-            keyset.RowCompare([F(c) for c in columns], op, filters["after"])
+            keyset.RowCompare([F(c) for c in keys], op, filters["after"])
         )
     rows = _queue_rows(alerts, order, phrases)
     next_cursor = None
@@ -327,25 +320,27 @@ def list_queue(*, user, filters: dict) -> QueuePage:
 # and customer names to these rows only, not to every match before the sort (a search
 # can match thousands). Written out rather than as `pk__in=<subquery>`: Django clones
 # and relabels the whole inner query for that, which cost more than running it.
-# Postgres also writes the shown times (in the given zone) and the age in seconds:
-# in Python, converting, formatting and ageing three datetimes a row cost more than
-# the rest of the row. The sort time is read as a naive UTC timestamp, which psycopg
-# parses in C (Django's timestamptz loader is pure Python, Django ticket #36960).
+# `fields` are the columns' (alerts.columns.FIELDS). The sort time is read as a naive
+# UTC timestamp, which psycopg parses in C (Django's timestamptz loader is pure
+# Python, Django ticket #36960).
 _ROW_SQL = """
-    SELECT a.id, a.code::text, a.title, a.severity, a.status, a.source, a.category,
-           a.assigned_to,
-           to_char(a.created_at_source AT TIME ZONE %s, 'MM-DD HH24:MI'),
-           to_char(a.updated_at_source AT TIME ZONE %s, 'MM-DD HH24:MI:SS'),
-           extract(epoch FROM %s - coalesce(a.created_at_source, a.first_seen_at))
-               ::float8,
-           a.updated_at_source AT TIME ZONE 'UTC',
-           coalesce(nullif(t.display_name, ''), t.tenant_id::text), c.name{rank}
+    SELECT a.id, a.code::text, a.updated_at_source AT TIME ZONE 'UTC',
+           {fields}{rank}
     FROM ({chosen}) AS page
     JOIN tenants_alert a ON a.id = page.pk
     JOIN tenants_tenant t ON t.id = a.tenant_id
     JOIN tenants_customer c ON c.id = t.customer_id
     ORDER BY {order}
 """
+_FIELDS_SQL = ",\n           ".join(field.sql for field in columns.FIELDS)
+# The query's values the fields' placeholders take, in order (columns.Field.params).
+_FIELD_PARAMS = [name for field in columns.FIELDS for name in field.params]
+# The fields shown otherwise than Postgres returns them, by position among the fields.
+_FIELD_SHOWS = [
+    (index, field.show)
+    for index, field in enumerate(columns.FIELDS)
+    if field.show is not None
+]
 # A search's phrases (see _search), checked on the rows its index part found in the
 # page's order, until the page is full: a page needs the newest 51 that have the
 # phrase, not every one (a check costs a few microseconds, and a short term's rarer
@@ -368,9 +363,6 @@ _ROW_ORDER = {
     "-id": "a.id DESC",
     "id": "a.id",
 }
-_SEVERITY_LABELS = dict(Severity.choices)
-_STATUS_LABELS = dict(AlertStatus.choices)
-_SOURCE_LABELS = dict(Alert.Source.choices)
 # Any UUID: the detail URL is reversed once per page and the code swapped in per row.
 _URL_PLACEHOLDER = UUID(int=0)
 
@@ -379,13 +371,13 @@ def _queue_rows(
     alerts: QuerySet, order: list, phrases: Sequence[str] = ()
 ) -> list[QueueRow]:
     """The first QUEUE_PAGE_SIZE + 1 of `alerts` in `order` (see _sorted) that have
-    every phrase of `phrases` (tsqueries): only the columns the table shows."""
+    every phrase of `phrases` (tsqueries): the values alerts.columns declares."""
     ranked = "-severity_rank" in order
-    columns = ["pk", *(["severity_rank"] if ranked else [])]
+    keys = ["pk", *(["severity_rank"] if ranked else [])]
     chosen = alerts.order_by(*order)
     if phrases:
         ordered_sql, params = chosen.values(
-            *columns, "search_vector"
+            *keys, "search_vector"
         ).query.sql_with_params()
         chosen_sql = _PHRASE_SQL.format(
             ordered=ordered_sql,
@@ -394,77 +386,33 @@ def _queue_rows(
         )
         params = (*params, " & ".join(f"({phrase})" for phrase in phrases))
     else:
-        chosen_sql, params = chosen.values(*columns)[
+        chosen_sql, params = chosen.values(*keys)[
             : QUEUE_PAGE_SIZE + 1
         ].query.sql_with_params()
     # Only this module's constants and Django's own SQL of the filter (its values
     # are parameters) are formatted in.
     sql = _ROW_SQL.format(
         chosen=chosen_sql,
+        fields=_FIELDS_SQL,
         rank=", page.severity_rank" if ranked else "",
         order=", ".join(_ROW_ORDER[name] for name in order),
     )
     url = reverse("alerts:alert_detail", kwargs={"code": _URL_PLACEHOLDER})
     placeholder = str(_URL_PLACEHOLDER)
-    zone = timezone.get_current_timezone_name()
+    values = {"zone": timezone.get_current_timezone_name(), "now": timezone.now()}
     with connection.cursor() as cursor:
-        cursor.execute(sql, [zone, zone, timezone.now(), *params])
+        cursor.execute(sql, [*(values[name] for name in _FIELD_PARAMS), *params])
         found = cursor.fetchall()
-    return [
-        QueueRow(
-            pk,
-            code,
-            url.replace(placeholder, code),
-            title,
-            severity,
-            _SEVERITY_LABELS.get(severity, severity),
-            status,
-            _STATUS_LABELS.get(status, status),
-            _SOURCE_LABELS.get(source, source),
-            customer,
-            tenant_name,
-            category,
-            assigned_to,
-            created or "—",
-            updated,
-            compact_seconds(age),
-            updated_utc,
-            rank[0] if rank else None,
+    rows = []
+    for pk, code, updated_utc, *shown in found:
+        for index, show in _FIELD_SHOWS:
+            shown[index] = show(shown[index])
+        if not ranked:
+            shown.append(None)
+        rows.append(
+            QueueRow(pk, code, url.replace(placeholder, code), updated_utc, *shown)
         )
-        for (
-            pk,
-            code,
-            title,
-            severity,
-            status,
-            source,
-            category,
-            assigned_to,
-            created,
-            updated,
-            age,
-            updated_utc,
-            tenant_name,
-            customer,
-            *rank,
-        ) in found
-    ]
-
-
-def compact_age(moment: datetime | None, now: datetime) -> str:
-    """A compact age for dense tables: 45s, 12m, 5h, 3d, 8w ("—" if unknown)."""
-    if not isinstance(moment, datetime):
-        return "—"
-    return compact_seconds((now - moment).total_seconds())
-
-
-def compact_seconds(seconds: float) -> str:
-    """`compact_age` of an age in seconds."""
-    seconds = max(0, int(seconds))
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size * (2 if unit == "w" else 1):
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    return rows
 
 
 def _sorted(alerts: QuerySet, sort: str) -> tuple[QuerySet, list]:
