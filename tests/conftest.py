@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -91,6 +92,9 @@ class WorkerProcess:
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            # Its own process group: the pool's children and an embedded beat (-B)
+            # are forked, and outlive a worker killed or stopped on its own.
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -110,6 +114,9 @@ class WorkerProcess:
         raise RuntimeError(f"worker not ready in {timeout} s: {self.log_path}")
 
     def stop(self) -> None:
+        """Stops the worker as its supervisor would (SIGTERM, then SIGKILL after 20 s),
+        then kills whatever of its process group is left (its beat, orphaned pool
+        processes), so no process of a test keeps polling the test database."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -117,6 +124,8 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self._log.close()
 
 
