@@ -207,6 +207,11 @@ class QueueRow(
 
     __slots__ = ()
 
+    def __getitem__(self, key):
+        # Templates look `row.title` up as row["title"] first: answering it spares a
+        # TypeError per value printed.
+        return getattr(self, key) if isinstance(key, str) else super().__getitem__(key)
+
     @property
     def updated_at_source(self) -> datetime:
         return self.updated_utc.replace(tzinfo=UTC)
