@@ -147,7 +147,7 @@ def _options(choices: tuple[tuple[str, str], ...], chosen: frozenset[str]) -> st
 @dataclass(frozen=True)
 class QueueTable:
     """The queue table's columns (alerts.columns.TABLE_COLUMNS) and their cells as
-    one template, rendered per row with `row` set."""
+    one template that reads `row`."""
 
     columns: tuple[columns.Column, ...]
     cells: Template
@@ -162,8 +162,26 @@ def _queue_table() -> QueueTable:
 @register.simple_tag
 def queue_table() -> QueueTable:
     """The queue's table as declared in alerts.columns: `{% queue_table as table %}`,
-    then a header per `table.columns` and `{% include table.cells %}` per row."""
+    then a header per `table.columns` and `{% queue_row row %}` per row."""
     return _queue_table()
+
+
+@register.simple_tag
+def queue_row(row) -> str:
+    """One <tr> of the queue (alerts/partials/queue_row.html with the declared cells)
+    for a `queue.QueueRow`."""
+    return _queue_row(row)
+
+
+@functools.lru_cache(maxsize=4096)
+def _queue_row(row) -> str:
+    """A row's HTML depends on its values alone (the cells read `row` and nothing
+    else), so each is rendered once per process while it stays the same: the queue
+    is polled every 15 s by every analyst, and its rows through the template engine
+    cost more than the rest of the page."""
+    return render_to_string(
+        "alerts/partials/queue_row.html", {"row": row, "cells": _queue_table().cells}
+    )
 
 
 @register.inclusion_tag("alerts/partials/severity_facets.html", takes_context=True)
