@@ -154,6 +154,9 @@ class Capability(models.Model):
         NOT_LICENSED = "not_licensed", "Not licensed or not provisioned"
         NOT_CONFIGURED = "not_configured", "Not configured"
         ERROR = "error", "Error"
+        # The tenant's consent is gone: nothing can be read, whatever the last check
+        # found (set on every source by ``services.mark_tenant_revoked``).
+        CONSENT_REVOKED = "consent_revoked", "Consent revoked"
 
     tenant = models.ForeignKey(
         Tenant, on_delete=models.CASCADE, related_name="capabilities"

@@ -542,6 +542,15 @@ def mark_tenant_revoked(*, tenant: Tenant, reason: str) -> Tenant:
         tenant.last_error = reason
         tenant.save(update_fields=["state", "last_error", "updated_at"])
         core_services.audit(action="tenant.revoked", tenant=tenant, detail=reason)
+    # What its sources last proved no longer holds: say so on each of them (the
+    # next verification records them afresh).
+    tenant.capabilities.exclude(status=Capability.Status.CONSENT_REVOKED).update(
+        status=Capability.Status.CONSENT_REVOKED,
+        detail="The customer's consent was revoked; nothing can be read until "
+        "their admin consents again.",
+        missing_roles=[],
+        checked_at=timezone.now(),
+    )
     return tenant
 
 
