@@ -39,6 +39,11 @@ ROLE_DESCRIPTIONS = {
     "SecurityIncident.ReadWrite.All": "Read and write to all security incidents",
     "Investigation.read": "Read investigations and alerts",
     "Investigation.manage": "Manage investigations and alerts",
+    "Discovery.read": "View discovery alerts, reports, apps and related information",
+    "Discovery.manage": "Manage discovery alerts, reports, apps and related "
+    "information",
+    "Settings.read": "View all settings",
+    "Settings.manage": "Manage all settings",
 }
 
 

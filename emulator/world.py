@@ -73,7 +73,14 @@ RESOURCES: dict[str, Resource] = {
         "mcas",
         "05a65629-4c1b-48c1-a78b-804c4abdd4af",
         "05a65629-4c1b-48c1-a78b-804c4abdd4af",
-        ("Investigation.read", "Investigation.manage"),
+        (
+            "Investigation.read",
+            "Investigation.manage",
+            "Discovery.read",
+            "Discovery.manage",
+            "Settings.read",
+            "Settings.manage",
+        ),
     ),
 }
 

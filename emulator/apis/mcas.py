@@ -18,8 +18,13 @@ from emulator import streams
 from emulator.apis import mde
 from emulator.apis.common import ApiError, Call
 
+# Roles per the application permission scopes of reference §9.1 (Cloud Apps docs,
+# api-authentication-application.md): ``Investigation.read`` lists and fetches alerts
+# and marks them read/unread; ``Investigation.manage`` adds closing alerts;
+# ``Discovery.manage`` also closes alerts. The docs do not say ``Discovery.read`` (or
+# ``Discovery.manage``) lists or fetches alerts, so neither opens the alert reads.
 READ = frozenset({"Investigation.read", "Investigation.manage"})
-MANAGE = frozenset({"Investigation.manage"})
+MANAGE = frozenset({"Investigation.manage", "Discovery.manage"})
 SEVERITY = {"Low": 0, "Medium": 1, "High": 2, "Informational": 3}
 CLOSE = {
     "close_true_positive": ("TruePositive", "Other", 5),

@@ -382,8 +382,14 @@ register(
         label="Defender for Cloud Apps alerts",
         api=MCAS,
         resource=MCAS_RESOURCE,
+        # Cloud Apps' application permission scopes (reference §9.1, from
+        # api-authentication-application.md): Investigation.read lists and fetches
+        # alerts, Investigation.manage adds closing them, and Discovery.manage closes
+        # alerts too. The docs do not say Discovery.read or Discovery.manage list
+        # alerts, so neither is claimed as a read role: a tenant granting only them
+        # is reported as missing Investigation.read.
         read_roles=("Investigation.read", "Investigation.manage"),
-        write_roles=("Investigation.manage",),
+        write_roles=("Investigation.manage", "Discovery.manage"),
         docs="https://learn.microsoft.com/defender-cloud-apps/api-alerts-list",
         page_limit=100,
         paging="created_then_resolved",

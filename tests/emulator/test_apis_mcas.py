@@ -85,3 +85,23 @@ def test_mcas_auth():
     other = list(world.tenants.values())[1]
     wrong_portal = f"/mcas/{other.mcas_portal_name}/api/v1/alerts/"
     assert call(world, "GET", wrong_portal, tok).status == 401
+
+
+def test_discovery_roles_close_alerts_but_do_not_list_them():
+    # Reference §9.1: Discovery.manage closes alerts; neither Discovery role is said
+    # to list or fetch them.
+    world, tenant, tok, base = setup()
+    pk = call(world, "GET", base, tok, {"limit": "1"}).json()["data"][0]["_id"]
+    manager = token(world, tenant, "mcas", roles=["Discovery.manage"])
+    viewer = token(world, tenant, "mcas", roles=["Discovery.read"])
+
+    closed = call(
+        world, "POST", f"{base}close_benign/", manager,
+        body={"filters": {"id": {"eq": [pk]}}, "reasonId": 4},
+    )  # fmt: skip
+
+    assert closed.status == 200 and closed.json()["closed_benign"] == 1
+    assert call(world, "GET", base, manager).status == 403
+    assert call(world, "GET", base, viewer).status == 403
+    assert call(world, "GET", f"{base}{pk}/", viewer).status == 403
+    assert call(world, "POST", f"{base}close_benign/", viewer, body={}).status == 403

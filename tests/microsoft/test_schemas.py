@@ -77,6 +77,9 @@ def test_every_source_has_a_label_resource_and_roles():
         ("graph_alerts", ["SecurityIncident.Read.All"], ["SecurityAlert.Read.All"]),
         ("graph_incidents", ["SecurityIncident.ReadWrite.All"], []),
         ("mcas_alerts", ["Investigation.Read"], []),  # docs vary the case
+        # Reference §9.1 does not say the Discovery roles list alerts.
+        ("mcas_alerts", ["Discovery.read"], ["Investigation.read"]),
+        ("mcas_alerts", ["Discovery.manage"], ["Investigation.read"]),
     ],
 )
 def test_missing_roles_names_what_to_grant(source, roles, missing):
@@ -89,6 +92,15 @@ def test_missing_write_roles():
     ]
     with pytest.raises(ValueError):
         missing_roles("nope", [])
+
+
+@pytest.mark.parametrize("role", ["Investigation.manage", "Discovery.manage"])
+def test_cloud_apps_roles_that_close_alerts_allow_writing(role):
+    # Reference §9.1: Investigation.manage and Discovery.manage both close alerts.
+    assert missing_roles("mcas_alerts", [role], write=True) == []
+    assert missing_roles("mcas_alerts", ["Discovery.read"], write=True) == [
+        "Investigation.manage"
+    ]
 
 
 @pytest.mark.parametrize(
