@@ -5,6 +5,7 @@ import re
 
 import yaml
 
+from tenants.microsoft import sources
 from tests.conftest import PROJECT_DIR
 
 SETTINGS = (PROJECT_DIR / "partnerportal" / "settings.py").read_text()
@@ -62,3 +63,22 @@ def test_the_readme_shows_the_two_commands():
     makefile = (PROJECT_DIR / "Makefile").read_text()
     assert re.search(r"^demo:", makefile, flags=re.MULTILINE)
     assert re.search(r"^test:", makefile, flags=re.MULTILINE)
+
+
+def permissions_the_readme_asks_for() -> set[str]:
+    """The backticked names in the README's table of the partner app's permissions."""
+    section = README.split("**API permissions", 1)[1].split("**Certificates", 1)[0]
+    rows = [line for line in section.splitlines() if line.strip().startswith("|")]
+    return {name for row in rows[2:] for name in re.findall(r"`([^`]+)`", row)}
+
+
+def test_the_readme_asks_for_the_least_the_registry_uses():
+    # A read role per source for the sync; a write role only where triage writes back.
+    reads = {source.read_roles[0] for source in sources.SOURCES.values()}
+    writes = {
+        source.write_roles[0]
+        for source in sources.SOURCES.values()
+        if source.write_back is not None
+    }
+
+    assert permissions_the_readme_asks_for() == reads | writes
