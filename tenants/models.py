@@ -65,8 +65,13 @@ class Tenant(models.Model):
     tenant_id = models.UUIDField(unique=True, help_text="Microsoft Entra tenant ID.")
     display_name = models.CharField(max_length=200, blank=True)
     primary_domain = models.CharField(max_length=255, blank=True)
+    # A callable: the documented geos live in the registry.
     region = models.CharField(
-        max_length=8, blank=True, help_text="Defender API geography (us, eu, uk, ...)."
+        max_length=8,
+        blank=True,
+        choices=sources.geo_choices,
+        help_text="Defender for Endpoint API geography (its geo host); blank for the "
+        "global host.",
     )
     mcas_url = models.URLField(
         "Cloud Apps API URL",

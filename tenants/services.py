@@ -565,6 +565,8 @@ def set_tenant_details(
     *, actor, tenant: Tenant, mcas_url: str | None = None, region: str | None = None
 ) -> Tenant:
     """Staff-entered facts Microsoft does not tell us: Cloud Apps URL, Defender geo."""
+    if region and region not in sources.DEFENDER_GEOS:
+        raise ValueError(f"unknown Defender region {region!r}")
     changed = []
     if mcas_url is not None and mcas_url != tenant.mcas_url:
         tenant.mcas_url = mcas_url

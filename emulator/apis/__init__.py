@@ -1,7 +1,10 @@
 """The emulated Defender (MDE + XDR), Graph security and Cloud Apps APIs.
 
 ``dispatch(world, request)`` serves every path under ``/defender/`` (regional aliases
-``/defender/{us,eu,uk,au,swa,ina,aea}/api/...``), ``/graph/`` and ``/mcas/``. Each call:
+``/defender/{us,eu,uk,au,swa,ina,aea}/api/...``), ``/graph/`` and ``/mcas/``. The
+aliases stand for the geo hosts ``{geo}.api.security.microsoft.com`` that reference
+§6.1 documents for Defender for Endpoint (and its copy of advanced hunting, §7.3);
+the XDR incidents API documents none (§7), so a geo alias does not serve it. Each call:
 route -> bearer token (``emulator.tokens.decode_access_token``) -> injected faults ->
 401/403 checks (audience, tenant consented, role, licence) -> quota (429) -> handler.
 The verified claims ride on ``response.token_claims`` for the app's request log.
@@ -42,14 +45,20 @@ class Route:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+#: What a Defender geo host serves besides MDE's paths (reference §7.3: the MDE copy
+#: of advanced hunting lists the geo hosts).
+GEO_XDR_PATHS = (["api", "advancedhunting", "run"],)
+
+
 def _area(parts: list[str]) -> tuple[str, str, list[str]] | None:
-    """(style, audience group, rest of the path) for the first path segment."""
+    """(style, audience group, rest of the path) for the first path segment; the
+    group is ``defender-geo`` on a regional alias."""
     if not parts:
         return None
     if parts[0] == "defender":
         rest = parts[1:]
         if rest and rest[0].lower() in REGIONS:
-            rest = rest[1:]
+            return "mde", "defender-geo", rest[1:]
         return "mde", "defender", rest
     if parts[0] == "graph":
         return "graph", "graph", parts[1:]
@@ -71,6 +80,11 @@ def dispatch(world: Any, request: Request) -> Response:
     call = Call(world, request, style)
     if group == "defender":
         route = mde.resolve(rest, request.method) or xdr.resolve(rest, request.method)
+    elif group == "defender-geo":
+        route = mde.resolve(rest, request.method)
+        if route is None and rest in GEO_XDR_PATHS:
+            route = xdr.resolve(rest, request.method)
+        group = "defender"
     elif group == "graph":
         route = graph.resolve(rest, request.method)
     else:

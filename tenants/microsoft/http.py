@@ -40,13 +40,15 @@ from tenants.microsoft.schemas import (
     UntrustedUrl,
 )
 
+from tenants.microsoft.sources import DEFENDER_GEOS
+
 if TYPE_CHECKING:
-    from tenants.microsoft.sources import Source
+    from tenants.microsoft.sources import Api, Source
 
 log = logging.getLogger(__name__)
 
 #: Defender's geo hosts (``https://{region}.api.security.microsoft.com``).
-REGIONS = ("us", "eu", "uk", "au", "swa", "ina")
+REGIONS = DEFENDER_GEOS
 #: Public-cloud Defender hosts that have regional siblings.
 _DEFENDER_GLOBAL_HOSTS = {
     "api.security.microsoft.com",
@@ -164,14 +166,17 @@ class HttpMixin:
         session.mount("https://", adapter)
         return session
 
-    def defender_base(self, region: str | None = None) -> str:
-        """Defender's base URL for a tenant's region (geo host for real Microsoft
-        hosts, ``{defender_url}/{region}`` for the emulator)."""
+    def defender_base(self, region: str | None = None, *, api: Api) -> str:
+        """Defender's base URL of ``api`` for a tenant's region: the geo host
+        ``https://{region}.api.security.microsoft.com`` (``{defender_url}/{region}``
+        on the emulator) when the API documents geo hosts, else the global host."""
         if not region:
             return self.defender.url
         region = region.lower()
         if region not in REGIONS:
             raise ValueError(f"unknown Defender region {region!r}; one of {REGIONS}")
+        if not api.geo_hosts:
+            return self.defender.url
         if self.emulator:
             return f"{self.defender.url}/{region}"
         host = urlsplit(self.defender.url).hostname or ""

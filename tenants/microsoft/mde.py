@@ -39,7 +39,7 @@ class MdeApi:
         """
         if not 1 <= top <= 10_000:
             raise ValueError("top must be within 1..10000 for Defender alerts")
-        base = self.defender_base(region)
+        base = self.defender_base(region, api=sources.MDE)
         params: dict[str, Any] = {}
         if since is not None:
             params["$filter"] = f"lastUpdateTime ge {odata_datetime(since)}"
@@ -62,7 +62,7 @@ class MdeApi:
         Implements "Get alert information by ID API" (GET /api/alerts/{id}):
         https://learn.microsoft.com/defender-endpoint/api/get-alert-info-by-id
         """
-        base = self.defender_base(region)
+        base = self.defender_base(region, api=sources.MDE)
         return self._call(
             "GET",
             f"{base}/api/alerts/{quote(alert_id, safe='')}",
@@ -88,7 +88,7 @@ class MdeApi:
         unknown = set(changes) - _MDE_UPDATABLE
         if unknown or not changes:
             raise ValueError(f"MDE alerts accept only {sorted(_MDE_UPDATABLE)}")
-        base = self.defender_base(region)
+        base = self.defender_base(region, api=sources.MDE)
         return self._call(
             "PATCH",
             f"{base}/api/alerts/{quote(alert_id, safe='')}",

@@ -34,6 +34,10 @@ class Api:
     #: Documented limits per app per customer tenant: (window seconds, calls).
     quotas: tuple[tuple[int, int], ...]
     docs: str
+    #: Whether the API documents geo hosts (``https://{geo}.api.security.microsoft.com``
+    #: for each of ``DEFENDER_GEOS``); an API without them is always called on its
+    #: global host, whatever the tenant's region.
+    geo_hosts: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,17 @@ def write_back_for(row_source: str) -> WriteBack | None:
 
 # --- the APIs -------------------------------------------------------------------------
 
+#: The geographies Defender for Endpoint documents a host for,
+#: ``https://{geo}.api.security.microsoft.com`` (reference §6.1: us, eu, uk, au, swa
+#: in the stored include, ina and aea on newer pages): ``Tenant.region``'s choices.
+DEFENDER_GEOS = ("us", "eu", "uk", "au", "swa", "ina", "aea")
+
+
+def geo_choices() -> list[tuple[str, str]]:
+    """(geo, label) of every Defender geo: the choices of ``Tenant.region``."""
+    return [(geo, f"{geo} ({geo}.api.security.microsoft.com)") for geo in DEFENDER_GEOS]
+
+
 MDE_RESOURCE = "https://api.securitycenter.microsoft.com"
 XDR_RESOURCE = "https://api.security.microsoft.com"
 GRAPH_RESOURCE = "https://graph.microsoft.com"
@@ -186,7 +201,10 @@ MDE = Api(
     "mde",
     ((60, 100), (3600, 1500)),
     "https://learn.microsoft.com/defender-endpoint/api/get-alerts",
+    geo_hosts=True,
 )
+# The XDR API's pages document api.security.microsoft.com only (reference §7): no
+# geo host, so its calls go to the global host for every tenant.
 XDR = Api(
     "xdr",
     ((60, 50), (3600, 1500)),

@@ -1,4 +1,6 @@
-"""Defender XDR's incidents API (``/api/incidents`` on the tenant's Defender geo).
+"""Defender XDR's incidents API (``/api/incidents`` on the global Defender host).
+
+The API documents no geo host (reference §7), so a tenant's region does not move it.
 
 ``XdrApi`` is one part of ``MicrosoftClient``; each method names the Microsoft docs
 page it implements. Calls go through ``HttpMixin``.
@@ -34,7 +36,7 @@ class XdrApi:
         """
         if not 1 <= top <= 100:
             raise ValueError("top must be within 1..100 for Defender XDR incidents")
-        base = self.defender_base(region)
+        base = self.defender_base(region, api=sources.XDR)
         params: dict[str, Any] = {}
         if since is not None:
             params["$filter"] = f"lastUpdateTime ge {odata_datetime(since)}"

@@ -194,6 +194,20 @@ def test_xdr_audience_is_accepted_for_alerts_and_regional_alias_works():
     )
 
 
+def test_geo_hosts_serve_defender_for_endpoint_but_not_xdr_incidents():
+    # Reference §6.1: MDE's geo hosts are us, eu, uk, au, swa, ina, aea; §7 gives
+    # XDR incidents none.
+    world, tenant, _ = setup()
+    mde_token = token(world, tenant, "mde")
+    xdr_token = token(world, tenant, "xdr")
+    for geo in ("us", "eu", "uk", "au", "swa", "ina", "aea"):
+        alerts = call(world, "GET", f"/defender/{geo}/api/alerts", mde_token)
+        assert alerts.status == 200, geo
+        incidents = call(world, "GET", f"/defender/{geo}/api/incidents", xdr_token)
+        assert incidents.status == 404, geo
+    assert call(world, "GET", "/defender/api/incidents", xdr_token).status == 200
+
+
 def test_tenant_isolation():
     world = make_world()
     a, b = list(world.tenants.values())

@@ -13,6 +13,7 @@ import pytest
 from emulator import tls
 from emulator.server import EmulatorServer
 from emulator.testing import run_emulator
+from tenants.microsoft import sources
 from tenants.microsoft.client import MicrosoftClient
 from tenants.microsoft.schemas import (
     AccessDenied,
@@ -158,14 +159,25 @@ def test_mde_alerts_since_filters_on_last_update(quiet):
     assert len(page.items) < len(ground_truth(emu, tenant_id, "mde"))
 
 
-def test_regional_defender_calls_go_to_the_region(quiet):
+@pytest.mark.parametrize("region", ["eu", "ina", "aea"])
+def test_regional_defender_calls_go_to_the_region(quiet, region):
     emu, client, tenant_id = quiet
 
-    client.list_mde_alerts(tenant_id, since=None, top=1, region="eu")
+    page = client.list_mde_alerts(tenant_id, since=None, top=1, region=region)
+
+    assert page.items
+    assert requests_to(emu, f"/defender/{region}/api/alerts")
+
+
+def test_xdr_calls_go_to_the_global_host_whatever_the_region(quiet):
+    # Reference §7 documents no geo host for the XDR API.
+    emu, client, tenant_id = quiet
+
     client.list_xdr_incidents(tenant_id, since=None, top=1, region="uk")
 
-    assert requests_to(emu, "/defender/eu/api/alerts")
-    assert requests_to(emu, "/defender/uk/api/incidents")
+    assert [r["path"] for r in requests_to(emu, "/api/incidents")] == [
+        "/defender/api/incidents"
+    ]
 
 
 def test_real_defender_regions_use_geo_hosts():
@@ -179,10 +191,21 @@ def test_real_defender_regions_use_geo_hosts():
         redis_url="redis://127.0.0.1:6379/0",
     )
 
-    assert client.defender_base("eu") == "https://eu.api.security.microsoft.com"
-    assert client.defender_base(None) == "https://api.security.microsoft.com"
+    for geo in ("us", "eu", "uk", "au", "swa", "ina", "aea"):
+        assert (
+            client.defender_base(geo, api=sources.MDE)
+            == f"https://{geo}.api.security.microsoft.com"
+        )
+        assert (
+            client.defender_base(geo, api=sources.XDR)
+            == "https://api.security.microsoft.com"
+        )
+    assert (
+        client.defender_base(None, api=sources.MDE)
+        == "https://api.security.microsoft.com"
+    )
     with pytest.raises(ValueError, match="region"):
-        client.defender_base("mars")
+        client.defender_base("mars", api=sources.MDE)
     assert client.mcas_base("https://contoso.us2.portal.cloudappsecurity.com/") == (
         "https://contoso.us2.portal.cloudappsecurity.com"
     )
