@@ -39,7 +39,6 @@ from tenants.microsoft.schemas import (
     Unavailable,
     UntrustedUrl,
 )
-
 from tenants.microsoft.sources import DEFENDER_GEOS
 
 if TYPE_CHECKING:
