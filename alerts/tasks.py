@@ -6,7 +6,7 @@ from celery import shared_task
 
 from alerts import triage
 from alerts.models import TriageAction
-from core import backoff
+from core import backoff, quotas
 from tenants.microsoft import schemas
 
 
@@ -30,11 +30,14 @@ def write_back_triage(self, triage_action_id: int) -> None:
         return
     try:
         triage.apply_triage(action=action)
-    except (schemas.Throttled, schemas.Unavailable) as exc:
+    except (schemas.Throttled, schemas.Unavailable, quotas.QuotaExhausted) as exc:
         if self.request.retries >= self.max_retries:
-            triage.record_triage_failure(
-                action=action, reason=f"Microsoft kept failing: {exc.message}"
+            reason = (
+                exc.message
+                if isinstance(exc, quotas.QuotaExhausted)
+                else f"Microsoft kept failing: {exc.message}"
             )
+            triage.record_triage_failure(action=action, reason=reason)
             return
         countdown = getattr(exc, "retry_after", None) or backoff.backoff_seconds(
             self.request.retries + 1, base=5, cap=120

@@ -21,6 +21,7 @@ from alerts import normalize, tasks
 from alerts.models import Alert, AlertChange, AlertStatus, TriageAction
 from core import services as core_services
 from tenants import microsoft
+from tenants import quotas as tenant_quotas
 from tenants.microsoft import schemas, sources
 
 logger = logging.getLogger(__name__)
@@ -118,13 +119,25 @@ def _describe(changes: dict[str, str]) -> str:
 # --- worker side ----------------------------------------------------------------------
 
 
+def _take_call(alert: Alert) -> None:
+    """One call from the tenant's quota for the alert's API, the one the sync
+    counts in too; ``QuotaExhausted`` when none frees within the bound (the task
+    retries when it frees)."""
+    source = sources.writing_source(alert.source)
+    if source is None:
+        raise TriageRefused(f"{alert.source} alerts have no write-back")
+    tenant_quotas.take_call(str(alert.tenant.tenant_id), source)
+
+
 def _read_source(alert: Alert) -> dict[str, Any]:
+    _take_call(alert)
     return _write_back(alert.source).read(
         microsoft.get_client(), alert.tenant.facts, alert.provider_id
     )
 
 
 def _write_source(alert: Alert, body: dict) -> dict[str, Any]:
+    _take_call(alert)
     return _write_back(alert.source).write(
         microsoft.get_client(), alert.tenant.facts, alert.provider_id, body
     )
@@ -158,7 +171,8 @@ def _conflict_detail(alert: Alert, payload: dict, updated: datetime) -> str:
 
 def apply_triage(*, action: TriageAction) -> TriageAction:
     """Re-reads, then writes back (or records the conflict). Transient Microsoft errors
-    (`Throttled`, `Unavailable`) propagate for the task to retry; others are recorded.
+    (`Throttled`, `Unavailable`) and an exhausted quota (`core.quotas.QuotaExhausted`)
+    propagate for the task to retry; others are recorded.
     Safe to run twice: a finished action is left alone."""
     if action.status != TriageAction.Status.QUEUED:
         return action

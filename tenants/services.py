@@ -16,9 +16,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core import quotas as core_quotas
 from core import services as core_services
 from core import validators
-from tenants import microsoft, signals, tasks
+from tenants import microsoft, quotas, signals, tasks
 from tenants.microsoft import schemas, sources
 from tenants.models import Capability, ConsentLink, Customer, Tenant
 
@@ -432,9 +433,13 @@ def _check_source(
             missing,
         )
     try:
+        # The probe's list call counts in the tenant's quota like the sync's calls.
+        quotas.take_call(tenant_id, source)
         client.probe(
             tenant_id, source.key, mcas_url=facts.mcas_url, region=facts.region
         )
+    except core_quotas.QuotaExhausted as exc:
+        return Capability.Status.ERROR, exc.message, granted, []
     except schemas.AccessDenied as exc:
         return (
             Capability.Status.MISSING_PERMISSION,

@@ -170,13 +170,20 @@ def missing_roles(
     return get(source).missing_roles(roles, write=write)
 
 
+def writing_source(row_source: str) -> Source | None:
+    """The source that writes back alerts stored with this ``Alert.source`` value
+    (its API's quota counts the calls), or None when none can be written to."""
+    for source in SOURCES.values():
+        if source.row_source == row_source and source.write_back is not None:
+            return source
+    return None
+
+
 def write_back_for(row_source: str) -> WriteBack | None:
     """The write-back of alerts stored with this ``Alert.source`` value, or None when
     no source of theirs can be written to."""
-    for source in SOURCES.values():
-        if source.row_source == row_source and source.write_back is not None:
-            return source.write_back
-    return None
+    source = writing_source(row_source)
+    return source.write_back if source is not None else None
 
 
 # --- the APIs -------------------------------------------------------------------------

@@ -100,6 +100,10 @@ def test_a_registered_source_is_checked_synced_and_shown(tenant, client, setting
         assert "Alert.Read.All" in cap.granted_roles
         assert calls[0].top == 1 and calls[0].since is None  # the probe
         calls.clear()
+        # The probe took its call from the quota the sync uses; start (b) afresh.
+        (probe_key,) = redis.scan_iter(f"sync:quota:*:fake_api:{tid}:60")
+        assert redis.zcard(probe_key) == 1
+        redis.delete(probe_key)
 
         # (b) The runner syncs it: its page limit, its paging, its quota group.
         state = SyncState.objects.get(tenant=tenant, source="fake_alerts")
