@@ -409,31 +409,89 @@ def _origin(raw: Any) -> str | None:
 def upsert_incidents(
     tenant_pk: int, rows: list[dict[str, Any]]
 ) -> tuple[int, int, list[int]]:
-    """Like ``upsert_alerts`` for incidents (no change rows): (created, updated, ids of
-    this batch's incidents, written or not, to link alerts to)."""
+    """Stores incidents one row per (tenant, provider id), whichever source sent
+    them (XDR's ``incidentId`` is Graph's incident ``id``): the row's fields are the
+    newest copy's, and each source's own payload and update time are kept apart in
+    ``raw`` and ``seen_in``, so an older copy never overwrites a newer one and one
+    source's sync never wipes what another brought. (Created, updated, ids of this
+    batch's incidents, written or not, to link alerts to.)"""
     rows = _newest_per_key(rows)
-    if not rows:
-        return 0, 0, []
-    names = [name for name, _ in _INCIDENT_COLUMNS]
+    created = updated = 0
+    ids: set[int] = set()
+    # One statement per source: an upsert may not touch one row twice.
+    for source in sorted({row["source"] for row in rows}):
+        c, u, written = _upsert_incident_copies(
+            tenant_pk, [row for row in rows if row["source"] == source]
+        )
+        created, updated = created + c, updated + u
+        ids.update(written)
+    return created, updated, sorted(ids)
+
+
+#: The incident fields the newest copy gives (``raw`` is kept per source).
+_INCIDENT_FIELDS = tuple(
+    name for name, _ in _INCIDENT_COLUMNS if name not in ("provider_id", "raw")
+)
+#: Whether the incoming copy is newer than the one the row's fields show (a copy of
+#: another source as old as those leaves them: no flip-flop between equal copies).
+_INCIDENT_COPY_NEWER = """(
+    EXCLUDED.updated_at_source > tenants_incident.updated_at_source
+    OR (EXCLUDED.updated_at_source = tenants_incident.updated_at_source
+        AND EXCLUDED.source = tenants_incident.source))"""
+#: Whether the incoming copy is newer than what the row holds of its own source.
+_INCIDENT_SOURCE_NEWER = """(
+    tenants_incident.seen_in -> EXCLUDED.source IS NULL
+    OR EXCLUDED.updated_at_source
+       > (tenants_incident.seen_in ->> EXCLUDED.source)::timestamptz
+    OR (EXCLUDED.updated_at_source
+        = (tenants_incident.seen_in ->> EXCLUDED.source)::timestamptz
+        AND EXCLUDED.raw -> EXCLUDED.source
+            IS DISTINCT FROM tenants_incident.raw -> EXCLUDED.source))"""
+
+
+def _incoming(name: str) -> str:
+    """The incoming copy's value of an incident field; a creation time the copy does
+    not know leaves the row's."""
+    if name == "created_at_source":
+        return (
+            "COALESCE(EXCLUDED.created_at_source, tenants_incident.created_at_source)"
+        )
+    return f"EXCLUDED.{name}"
+
+
+def _upsert_incident_copies(
+    tenant_pk: int, rows: list[dict[str, Any]]
+) -> tuple[int, int, list[int]]:
+    """``upsert_incidents`` for the rows of one source."""
+    fields = ", ".join(_INCIDENT_FIELDS)
+    newer = " ".join(_INCIDENT_COPY_NEWER.split())
     updates = ", ".join(
-        f"{name} = EXCLUDED.{name}"
-        for name in names
-        if name not in ("source", "provider_id")
+        f"{name} = CASE WHEN {newer} THEN {_incoming(name)} "
+        f"ELSE tenants_incident.{name} END"
+        for name in _INCIDENT_FIELDS
     )
     with connection.cursor() as cursor:
         raw_cursor = cursor.cursor
         _stage(raw_cursor, "sync_incident_stage", _INCIDENT_COLUMNS, rows)
+        # Only our own constant column names are formatted in; values are parameters.
+        # The fields move only for a copy newer than the row's; the source's payload
+        # and time for one newer than that source's.
         raw_cursor.execute(
             f"""
             INSERT INTO tenants_incident
-                (code, tenant_id, {", ".join(names)}, first_seen_at, last_synced_at)
-            SELECT gen_random_uuid(), %(tenant)s, {", ".join(names)}, now(), now()
-            FROM sync_incident_stage ORDER BY source, provider_id
-            ON CONFLICT (tenant_id, source, provider_id) DO UPDATE
-            SET {updates}, last_synced_at = EXCLUDED.last_synced_at
-            WHERE EXCLUDED.updated_at_source > tenants_incident.updated_at_source
-               OR (EXCLUDED.updated_at_source = tenants_incident.updated_at_source
-                   AND EXCLUDED.raw IS DISTINCT FROM tenants_incident.raw)
+                (code, tenant_id, provider_id, {fields}, raw, seen_in,
+                 first_seen_at, last_synced_at)
+            SELECT gen_random_uuid(), %(tenant)s, provider_id, {fields},
+                   jsonb_build_object(source, raw),
+                   jsonb_build_object(source, to_jsonb(updated_at_source)),
+                   now(), now()
+            FROM sync_incident_stage ORDER BY provider_id
+            ON CONFLICT (tenant_id, provider_id) DO UPDATE
+            SET {updates},
+                raw = tenants_incident.raw || EXCLUDED.raw,
+                seen_in = tenants_incident.seen_in || EXCLUDED.seen_in,
+                last_synced_at = EXCLUDED.last_synced_at
+            WHERE {_INCIDENT_SOURCE_NEWER}
             RETURNING (xmax = 0)
             """,  # noqa: S608
             {"tenant": tenant_pk},
@@ -442,8 +500,7 @@ def upsert_incidents(
         raw_cursor.execute(
             """
             SELECT i.id FROM tenants_incident i JOIN sync_incident_stage s
-              ON i.tenant_id = %(tenant)s AND i.source = s.source
-             AND i.provider_id = s.provider_id
+              ON i.tenant_id = %(tenant)s AND i.provider_id = s.provider_id
             """,
             {"tenant": tenant_pk},
         )
@@ -455,25 +512,21 @@ def upsert_incidents(
 def link_alerts(
     tenant_pk: int, *, written: list[Written], incident_ids: list[int]
 ) -> None:
-    """Points alerts at their incident (an XDR one before a Graph one) and marks
-    every copy of one alert but the primary as its duplicate."""
+    """Points alerts at their incident (one row per incident, whichever source
+    brought it) and marks every copy of one alert but the primary as its
+    duplicate."""
     alert_ids = [w.id for w in written]
     with connection.cursor() as cursor:
         if alert_ids:
             cursor.execute(
                 f"""
-                UPDATE tenants_alert a SET incident_id = m.incident_id
-                FROM (
-                    SELECT DISTINCT ON (a2.id) a2.id AS alert_id, i.id AS incident_id
-                    FROM tenants_alert a2
-                    JOIN tenants_incident i
-                      ON i.tenant_id = a2.tenant_id AND i.source IN ('xdr', 'graph')
-                     AND i.provider_id = a2.incident_provider_id
-                    WHERE a2.id = ANY({_JSON_ARRAY}::bigint[])
-                      AND a2.incident_provider_id <> ''
-                    ORDER BY a2.id, (i.source = 'xdr') DESC
-                ) m
-                WHERE a.id = m.alert_id AND a.incident_id IS DISTINCT FROM m.incident_id
+                UPDATE tenants_alert a SET incident_id = i.id
+                FROM tenants_incident i
+                WHERE a.id = ANY({_JSON_ARRAY}::bigint[])
+                  AND a.incident_provider_id <> ''
+                  AND i.tenant_id = a.tenant_id
+                  AND i.provider_id = a.incident_provider_id
+                  AND a.incident_id IS DISTINCT FROM i.id
                 """,  # noqa: S608 - a constant of this module
                 [_dumps_json(alert_ids)],
             )
@@ -485,7 +538,6 @@ def link_alerts(
                 WHERE i.id = ANY(%s) AND a.tenant_id = i.tenant_id
                   AND a.incident_provider_id = i.provider_id
                   AND a.incident_id IS DISTINCT FROM i.id
-                  AND (a.incident_id IS NULL OR i.source = 'xdr')
                 """,
                 [incident_ids],
             )
