@@ -7,7 +7,9 @@ The same alert through two sources (an MDE alert is also a Graph alert with the 
 id and an alert of an XDR incident; a Cloud Apps alert appears in Graph and XDR with
 its id as ``providerAlertId``) is stored once per source and linked: the copy from the
 highest ranked source below is the primary, every other copy points to it through
-``Alert.duplicate_of``, and counts use primaries only.
+``Alert.duplicate_of``, and counts use primaries only. An incident, whose XDR and
+Graph copies carry the same number, is one row per (tenant, provider id) instead, with
+each source's payload and update time kept apart (``upsert_incidents``).
 """
 
 from __future__ import annotations
