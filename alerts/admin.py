@@ -9,7 +9,7 @@ class IncidentAdmin(admin.ModelAdmin):
     list_display = (
         "__str__",
         "tenant",
-        "source",
+        "seen_in_sources",
         "severity",
         "status",
         "assigned_to",
@@ -23,6 +23,10 @@ class IncidentAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    @admin.display(description="Seen in")
+    def seen_in_sources(self, incident: Incident) -> str:
+        return ", ".join(incident.seen_in_labels) or incident.get_source_display()
 
 
 class AlertChangeInline(admin.TabularInline):

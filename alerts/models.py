@@ -35,7 +35,13 @@ class AlertStatus(models.TextChoices):
 
 
 class Incident(models.Model):
-    """An incident from Defender XDR or Graph, as last synced."""
+    """One real incident of a tenant, however many APIs it was synced through.
+
+    Defender XDR's `incidentId` and Graph's incident `id` are the same number, so the
+    row is unique per (tenant, provider id). Its fields are those of the newest copy
+    (`source` says which API sent it); `raw` and `seen_in` keep each API's own newest
+    payload and update time, so one API's sync never wipes what the other brought.
+    """
 
     class Source(models.TextChoices):
         XDR = "xdr", "Defender XDR"
@@ -58,7 +64,12 @@ class Incident(models.Model):
     created_at_source = models.DateTimeField(null=True, blank=True)
     updated_at_source = models.DateTimeField()
     portal_url = models.URLField(max_length=500, blank=True)
-    raw = models.JSONField()
+    raw = models.JSONField(help_text='{"xdr": payload, "graph": payload}')
+    seen_in = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Each source\'s newest update time: {"xdr": "2026-...", ...}',
+    )
     first_seen_at = models.DateTimeField(auto_now_add=True)
     last_synced_at = models.DateTimeField(auto_now=True)
 
@@ -66,13 +77,19 @@ class Incident(models.Model):
         db_table = "tenants_incident"
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "source", "provider_id"],
-                name="incident_unique_tenant_source_provider_id",
+                fields=["tenant", "provider_id"],
+                name="incident_unique_tenant_provider_id",
             )
         ]
 
     def __str__(self) -> str:
         return self.title or f"Incident {self.provider_id}"
+
+    @property
+    def seen_in_labels(self) -> list[str]:
+        """The names of the APIs this incident was synced through."""
+        labels = dict(self.Source.choices)
+        return [labels.get(source, source) for source in sorted(self.seen_in)]
 
 
 class Alert(models.Model):

@@ -84,11 +84,18 @@ def triage_state(*, alert: Alert) -> dict:
 INCIDENT_PAGE_SIZE = 100
 
 
-def list_incidents(*, user, open_only: bool = True) -> list[Incident]:
-    """Incidents `user` may see, newest update first, with their alert counts."""
+def _visible_incidents(*, user, open_only: bool):
+    """The incidents `user` may see (one row per real incident, whichever APIs
+    brought it), open ones only if asked."""
     incidents = tenant_selectors.scoped(Incident.objects.all(), user)
     if open_only:
         incidents = incidents.exclude(status__iregex=r"^(resolved|redirected)$")
+    return incidents
+
+
+def list_incidents(*, user, open_only: bool = True) -> list[Incident]:
+    """Incidents `user` may see, newest update first, with their alert counts."""
+    incidents = _visible_incidents(user=user, open_only=open_only)
     alert_count = (
         Alert.objects.filter(incident=OuterRef("pk"), duplicate_of__isnull=True)
         .order_by()
@@ -210,6 +217,11 @@ def overview(*, user) -> dict:
         .order_by("-n")[:5]
     )
     incidents = list_incidents(user=user, open_only=True)[:10]
+    open_incidents = (
+        len(incidents)
+        if len(incidents) < 10
+        else _visible_incidents(user=user, open_only=True).count()
+    )
     return {
         "severities": severities,
         "open_total": sum(s["count"] for s in severities),
@@ -217,4 +229,5 @@ def overview(*, user) -> dict:
         "chart": _chart(per_day, now.date()),
         "noisy": noisy,
         "incidents": incidents,
+        "open_incidents": open_incidents,
     }

@@ -7,7 +7,9 @@ The same alert through two sources (an MDE alert is also a Graph alert with the 
 id and an alert of an XDR incident; a Cloud Apps alert appears in Graph and XDR with
 its id as ``providerAlertId``) is stored once per source and linked: the copy from the
 highest ranked source below is the primary, every other copy points to it through
-``Alert.duplicate_of``, and counts use primaries only.
+``Alert.duplicate_of``, and counts use primaries only. An incident, whose XDR and
+Graph copies carry the same number, is one row per (tenant, provider id) instead, with
+each source's payload and update time kept apart (``upsert_incidents``).
 """
 
 from __future__ import annotations
@@ -64,20 +66,6 @@ _ALERT_COLUMNS = (
     ("portal_url", "varchar(500)"),
     ("raw", "jsonb"),
     ("search_vector", "tsvector"),
-)
-_INCIDENT_COLUMNS = (
-    ("source", "varchar(16)"),
-    ("provider_id", "varchar(128)"),
-    ("title", "text"),
-    ("severity", "varchar(16)"),
-    ("status", "varchar(32)"),
-    ("classification", "varchar(64)"),
-    ("determination", "varchar(64)"),
-    ("assigned_to", "varchar(255)"),
-    ("created_at_source", "timestamptz"),
-    ("updated_at_source", "timestamptz"),
-    ("portal_url", "varchar(500)"),
-    ("raw", "jsonb"),
 )
 _JSON_COLUMNS = {"devices", "users", "evidence", "raw"}
 
@@ -409,71 +397,33 @@ def _origin(raw: Any) -> str | None:
 def upsert_incidents(
     tenant_pk: int, rows: list[dict[str, Any]]
 ) -> tuple[int, int, list[int]]:
-    """Like ``upsert_alerts`` for incidents (no change rows): (created, updated, ids of
-    this batch's incidents, written or not, to link alerts to)."""
-    rows = _newest_per_key(rows)
-    if not rows:
-        return 0, 0, []
-    names = [name for name, _ in _INCIDENT_COLUMNS]
-    updates = ", ".join(
-        f"{name} = EXCLUDED.{name}"
-        for name in names
-        if name not in ("source", "provider_id")
-    )
-    with connection.cursor() as cursor:
-        raw_cursor = cursor.cursor
-        _stage(raw_cursor, "sync_incident_stage", _INCIDENT_COLUMNS, rows)
-        raw_cursor.execute(
-            f"""
-            INSERT INTO tenants_incident
-                (code, tenant_id, {", ".join(names)}, first_seen_at, last_synced_at)
-            SELECT gen_random_uuid(), %(tenant)s, {", ".join(names)}, now(), now()
-            FROM sync_incident_stage ORDER BY source, provider_id
-            ON CONFLICT (tenant_id, source, provider_id) DO UPDATE
-            SET {updates}, last_synced_at = EXCLUDED.last_synced_at
-            WHERE EXCLUDED.updated_at_source > tenants_incident.updated_at_source
-               OR (EXCLUDED.updated_at_source = tenants_incident.updated_at_source
-                   AND EXCLUDED.raw IS DISTINCT FROM tenants_incident.raw)
-            RETURNING (xmax = 0)
-            """,  # noqa: S608
-            {"tenant": tenant_pk},
-        )
-        written = [row[0] for row in raw_cursor.fetchall()]
-        raw_cursor.execute(
-            """
-            SELECT i.id FROM tenants_incident i JOIN sync_incident_stage s
-              ON i.tenant_id = %(tenant)s AND i.source = s.source
-             AND i.provider_id = s.provider_id
-            """,
-            {"tenant": tenant_pk},
-        )
-        ids = [row[0] for row in raw_cursor.fetchall()]
-    created = sum(1 for inserted in written if inserted)
-    return created, len(written) - created, ids
+    """Incidents stored one row per (tenant, provider id) whichever source sent them
+    (``alerts.incident_storage``): (created, updated, ids of this batch's incidents,
+    written or not, to link alerts to)."""
+    # Imported here: that module builds on this one's staging.
+    from alerts import incident_storage
+
+    return incident_storage.upsert_incidents(tenant_pk, rows)
 
 
 def link_alerts(
     tenant_pk: int, *, written: list[Written], incident_ids: list[int]
 ) -> None:
-    """Points alerts at their incident (an XDR one before a Graph one) and marks
-    every copy of one alert but the primary as its duplicate."""
+    """Points alerts at their incident (one row per incident, whichever source
+    brought it) and marks every copy of one alert but the primary as its
+    duplicate."""
     alert_ids = [w.id for w in written]
     with connection.cursor() as cursor:
         if alert_ids:
             cursor.execute(
                 f"""
-                UPDATE tenants_alert a SET incident_id = m.incident_id
-                FROM (
-                    SELECT DISTINCT ON (a2.id) a2.id AS alert_id, i.id AS incident_id
-                    FROM tenants_alert a2
-                    JOIN tenants_incident i
-                      ON i.tenant_id = a2.tenant_id AND i.source IN ('xdr', 'graph')
-                     AND i.provider_id = a2.incident_provider_id
-                    WHERE a2.id = ANY({_JSON_ARRAY}::bigint[])
-                      AND a2.incident_provider_id <> ''
-                    ORDER BY a2.id, (i.source = 'xdr') DESC
-                ) m
-                WHERE a.id = m.alert_id AND a.incident_id IS DISTINCT FROM m.incident_id
+                UPDATE tenants_alert a SET incident_id = i.id
+                FROM tenants_incident i
+                WHERE a.id = ANY({_JSON_ARRAY}::bigint[])
+                  AND a.incident_provider_id <> ''
+                  AND i.tenant_id = a.tenant_id
+                  AND i.provider_id = a.incident_provider_id
+                  AND a.incident_id IS DISTINCT FROM i.id
                 """,  # noqa: S608 - a constant of this module
                 [_dumps_json(alert_ids)],
             )
@@ -485,7 +435,6 @@ def link_alerts(
                 WHERE i.id = ANY(%s) AND a.tenant_id = i.tenant_id
                   AND a.incident_provider_id = i.provider_id
                   AND a.incident_id IS DISTINCT FROM i.id
-                  AND (a.incident_id IS NULL OR i.source = 'xdr')
                 """,
                 [incident_ids],
             )

@@ -56,7 +56,8 @@ def ground_truth(emulator, tenant_id: str, source: str) -> dict:
 def differences(emulator, tenant: Tenant) -> dict[str, dict]:
     """What our rows get wrong compared with the emulator's ground truth, per source:
     ids missing, ids we hold that it has not, and rows older than its version.
-    Duplicates cannot hide: rows are unique per (tenant, source, provider id)."""
+    Duplicates cannot hide: alerts are unique per (tenant, source, provider id),
+    incidents per (tenant, provider id) with each source's update time in `seen_in`."""
     tid = str(tenant.tenant_id)
     checks = {
         "mde": (Alert, "mde", "mde"),
@@ -68,11 +69,20 @@ def differences(emulator, tenant: Tenant) -> dict[str, dict]:
     report = {}
     for name, (model, source, truth_source) in checks.items():
         truth = ground_truth(emulator, tid, truth_source)
-        ours = dict(
-            model.objects.filter(tenant=tenant, source=source).values_list(
-                "provider_id", "updated_at_source"
+        if model is Incident:
+            # One row per incident; each source's copy is its update time there.
+            ours = {
+                pid: normalize.parse_time(seen_in[source])
+                for pid, seen_in in Incident.objects.filter(
+                    tenant=tenant, seen_in__has_key=source
+                ).values_list("provider_id", "seen_in")
+            }
+        else:
+            ours = dict(
+                model.objects.filter(tenant=tenant, source=source).values_list(
+                    "provider_id", "updated_at_source"
+                )
             )
-        )
         report[name] = {
             "missing": sorted(set(truth) - set(ours)),
             "extra": sorted(set(ours) - set(truth)),

@@ -210,10 +210,15 @@ def test_first_sync_equals_the_ground_truth_and_links_duplicates(tenant, emulato
     )["result"]
     primaries = Alert.objects.filter(tenant=tenant, duplicate_of__isnull=True)
     assert primaries.count() == len(truth)
-    # Alerts point at their incident (XDR's before Graph's).
+    # Alerts point at their incident: one row per incident, seen in XDR and Graph.
     linked = Alert.objects.filter(tenant=tenant, source="mde", incident__isnull=False)
     assert linked.count() == mde.count()
-    assert set(linked.values_list("incident__source", flat=True)) == {"xdr"}
+    incidents = Incident.objects.filter(tenant=tenant)
+    assert incidents.count() == len(set(incidents.values_list("provider_id")))
+    assert all(set(i.seen_in) == {"xdr", "graph"} for i in incidents)
+    assert not Alert.objects.filter(tenant=tenant, incident__isnull=True).exclude(
+        incident_provider_id=""
+    )
     # Each alert has a code of its own, made by the database's default.
     codes = list(Alert.objects.filter(tenant=tenant).values_list("code", flat=True))
     assert None not in codes and len(set(codes)) == len(codes)
