@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db import connection
 
-from alerts.storage import _newest_per_key, _stage
+from alerts.storage import newest_per_key, stage
 
 _INCIDENT_COLUMNS = (
     ("source", "varchar(16)"),
@@ -36,7 +36,7 @@ def upsert_incidents(
     ``raw`` and ``seen_in``, so an older copy never overwrites a newer one and one
     source's sync never wipes what another brought. (Created, updated, ids of this
     batch's incidents, written or not, to link alerts to.)"""
-    rows = _newest_per_key(rows)
+    rows = newest_per_key(rows)
     created = updated = 0
     ids: set[int] = set()
     # One statement per source: an upsert may not touch one row twice.
@@ -93,7 +93,7 @@ def _upsert_incident_copies(
     )
     with connection.cursor() as cursor:
         raw_cursor = cursor.cursor
-        _stage(raw_cursor, "sync_incident_stage", _INCIDENT_COLUMNS, rows)
+        stage(raw_cursor, "sync_incident_stage", _INCIDENT_COLUMNS, rows)
         # Only our own constant column names are formatted in; values are parameters.
         # The fields move only for a copy newer than the row's; the source's payload
         # and time for one newer than that source's.

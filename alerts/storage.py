@@ -86,7 +86,7 @@ def lock_tenant_writes(tenant_pk: int) -> None:
         )
 
 
-def _newest_per_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def newest_per_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (source, provider id), the newest; sorted, so concurrent upserts
     lock rows in the same order (no deadlocks)."""
     best: dict[tuple[str, str], dict[str, Any]] = {}
@@ -100,7 +100,7 @@ def _newest_per_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [best[key] for key in sorted(best)]
 
 
-def _stage(cursor, table: str, columns, rows: list[dict[str, Any]]) -> None:
+def stage(cursor, table: str, columns, rows: list[dict[str, Any]]) -> None:
     """Rows into a temporary table with COPY (much faster than INSERT ... VALUES)."""
     definition = ", ".join(f"{name} {kind}" for name, kind in columns)
     cursor.execute(
@@ -209,7 +209,7 @@ def upsert_alerts(
             row,
             search_vector=search.document_bytes(*(row[f] for f in SEARCHED_FIELDS)),
         )
-        for row in _newest_per_key(rows)
+        for row in newest_per_key(rows)
     ]
     if not rows:
         return 0, 0, []
@@ -317,7 +317,7 @@ def _update_alerts(
     old_fields = ", ".join(f"old.{name} AS old_{name}" for name in TRACKED_FIELDS)
     with connection.cursor() as cursor:
         raw_cursor = cursor.cursor
-        _stage(raw_cursor, "sync_alert_stage", _ALERT_COLUMNS, rows)
+        stage(raw_cursor, "sync_alert_stage", _ALERT_COLUMNS, rows)
         # Only our own constant column names are formatted in; values are parameters.
         # ON CONFLICT, not UPDATE: a known alert deleted meanwhile is inserted again.
         raw_cursor.execute(
