@@ -4,7 +4,7 @@ throttles itself before Microsoft does and one customer's backlog never slows
 another's.
 
 Every call the portal makes to a tenant's API takes one from the same windows: the
-sync (``sync.quotas``), verification's probes (``tenants.services``) and triage's
+sync (``sync.runner``), verification's probes (``tenants.services``) and triage's
 re-reads and PATCHes (``alerts.triage``). The windows are the caller's to give (the
 source registry holds them: ``Source.api.quotas``), so this module knows no source.
 """

@@ -60,9 +60,9 @@ from django.utils import timezone
 from alerts import normalize, storage
 from core import backoff as waits
 from core import services as core_services
-from sync import quotas, selectors, tasks
+from sync import selectors, tasks
 from sync.models import SyncRun, SyncState
-from tenants import microsoft
+from tenants import microsoft, quotas
 from tenants import services as tenant_services
 from tenants.microsoft import schemas, sources
 from tenants.models import Capability

@@ -1,6 +1,7 @@
-"""Calls a person waits on (verification's probes, triage's write-back) taken from
-the tenant's quota of a source's API: the windows the sync counts in
-(``core.quotas``, with the API's windows from the source registry)."""
+"""A source's calls taken from the tenant's quota of its API (``core.quotas``, with
+the API's windows from the source registry; sources of one API, Graph alerts and
+incidents, share them): the sync's, which never wait, and those a person waits on
+(verification's probes, triage's write-back)."""
 
 from core import quotas
 from tenants.microsoft import sources
@@ -23,3 +24,10 @@ def take_call(
         max_wait=MAX_WAIT_SECONDS if max_wait is None else max_wait,
         label=source.label,
     )
+
+
+def reserve_api_call(tenant_id: str, source: str) -> float:
+    """The sync's call: one from the (tenant, API) quota, 0 when allowed, else the
+    seconds until a slot frees (nothing taken); the run stops and the next goes on."""
+    api = sources.get(source).api
+    return quotas.reserve_api_call(tenant_id, api.name, api.quotas)

@@ -12,7 +12,6 @@ from alerts import triage
 from alerts.models import Alert, TriageAction
 from core import quotas as core_quotas
 from core.redis import get_redis
-from sync import quotas as sync_quotas
 from tenants import quotas as tenant_quotas
 from tenants import services
 from tenants.microsoft import sources
@@ -44,7 +43,7 @@ def used(tenant: Tenant, api: sources.Api) -> int:
 
 
 def exhaust(tenant: Tenant, source: str) -> None:
-    while sync_quotas.reserve_api_call(str(tenant.tenant_id), source) == 0:
+    while tenant_quotas.reserve_api_call(str(tenant.tenant_id), source) == 0:
         pass
 
 
@@ -75,7 +74,7 @@ def test_verification_probes_count_in_the_syncs_quota(tenant):
     assert used(tenant, sources.GRAPH) == 2
     assert used(tenant, sources.MCAS) == 1
     # The sync takes its next call from the same window.
-    assert sync_quotas.reserve_api_call(str(tenant.tenant_id), "mde_alerts") == 0
+    assert tenant_quotas.reserve_api_call(str(tenant.tenant_id), "mde_alerts") == 0
     assert used(tenant, sources.MDE) == 2
 
 
@@ -109,7 +108,7 @@ def test_triage_reads_and_patches_count_in_the_syncs_quota(tenant, emulator):
 
     assert action.status == TriageAction.Status.APPLIED, action.result_detail
     assert used(tenant, sources.MDE) == 2  # the re-read and the PATCH
-    assert sync_quotas.reserve_api_call(str(tenant.tenant_id), "mde_alerts") == 0
+    assert tenant_quotas.reserve_api_call(str(tenant.tenant_id), "mde_alerts") == 0
     assert used(tenant, sources.MDE) == 3
 
 

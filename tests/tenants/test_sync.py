@@ -13,9 +13,10 @@ from django.utils import timezone
 
 from alerts import normalize, storage
 from alerts.models import Alert, AlertChange, Incident
-from sync import quotas, runner
+from sync import runner
 from sync import services as sync_services
 from sync.models import SyncRun, SyncState
+from tenants import quotas
 from tenants.microsoft import schemas
 from tenants.models import Tenant
 from tests.tenants.sync_helpers import consented_emulator, differences, verified_tenants
