@@ -209,6 +209,35 @@ def _first_time(*values: Any) -> datetime | None:
 # --- alerts ---------------------------------------------------------------------------
 
 
+def _defender_alert(
+    raw: dict[str, Any],
+    alert_id: str,
+    found: evidence.Entities,
+    *,
+    tenant_id: str,
+    portal: str,
+    **times: Any,
+) -> dict[str, Any]:
+    """An alert row of Defender for Endpoint, XDR or Graph: the fields the three APIs
+    spell alike, and ``times`` (with the incident id) read in each API's own
+    spelling."""
+    return {
+        "provider_id": alert_id,
+        "title": _text(raw.get("title")),
+        "description": _text(raw.get("description")),
+        "severity": severity(raw.get("severity")),
+        "status": alert_status(raw.get("status")),
+        "category": _text(raw.get("category"))[:128],
+        "classification": classification(raw.get("classification")),
+        "determination": determination(raw.get("determination")),
+        "assigned_to": _text(raw.get("assignedTo"))[:255],
+        **times,
+        "portal_url": portal_link("alerts", alert_id, tenant_id, portal),
+        "raw": raw,
+        **found.fields(),
+    }
+
+
 def mde_alert(
     raw: dict[str, Any], *, tenant_id: str, portal: str = DEFAULT_PORTAL
 ) -> dict[str, Any]:
@@ -229,26 +258,19 @@ def mde_alert(
     for item in raw.get("evidence") or []:
         if isinstance(item, dict):
             evidence.defender_entity(found, item)
-    return {
-        "provider_id": alert_id,
-        "title": _text(raw.get("title")),
-        "description": _text(raw.get("description")),
-        "severity": severity(raw.get("severity")),
-        "status": alert_status(raw.get("status")),
-        "category": _text(raw.get("category"))[:128],
-        "classification": classification(raw.get("classification")),
-        "determination": determination(raw.get("determination")),
-        "assigned_to": _text(raw.get("assignedTo"))[:255],
-        "created_at_source": parse_time(raw.get("alertCreationTime")),
-        "updated_at_source": updated,
-        "first_activity_at": parse_time(raw.get("firstEventTime")),
-        "last_activity_at": parse_time(raw.get("lastEventTime")),
-        "resolved_at": parse_time(raw.get("resolvedTime")),
-        "incident_provider_id": _text(raw.get("incidentId"))[:128],
-        "portal_url": portal_link("alerts", alert_id, tenant_id, portal),
-        "raw": raw,
-        **found.fields(),
-    }
+    return _defender_alert(
+        raw,
+        alert_id,
+        found,
+        tenant_id=tenant_id,
+        portal=portal,
+        created_at_source=parse_time(raw.get("alertCreationTime")),
+        updated_at_source=updated,
+        first_activity_at=parse_time(raw.get("firstEventTime")),
+        last_activity_at=parse_time(raw.get("lastEventTime")),
+        resolved_at=parse_time(raw.get("resolvedTime")),
+        incident_provider_id=_text(raw.get("incidentId"))[:128],
+    )
 
 
 def graph_alert(
@@ -263,26 +285,19 @@ def graph_alert(
     for item in raw.get("evidence") or []:
         if isinstance(item, dict):
             evidence.graph_evidence(found, item)
-    return {
-        "provider_id": alert_id,
-        "title": _text(raw.get("title")),
-        "description": _text(raw.get("description")),
-        "severity": severity(raw.get("severity")),
-        "status": alert_status(raw.get("status")),
-        "category": _text(raw.get("category"))[:128],
-        "classification": classification(raw.get("classification")),
-        "determination": determination(raw.get("determination")),
-        "assigned_to": _text(raw.get("assignedTo"))[:255],
-        "created_at_source": parse_time(raw.get("createdDateTime")),
-        "updated_at_source": updated,
-        "first_activity_at": parse_time(raw.get("firstActivityDateTime")),
-        "last_activity_at": parse_time(raw.get("lastActivityDateTime")),
-        "resolved_at": parse_time(raw.get("resolvedDateTime")),
-        "incident_provider_id": _text(raw.get("incidentId"))[:128],
-        "portal_url": portal_link("alerts", alert_id, tenant_id, portal),
-        "raw": raw,
-        **found.fields(),
-    }
+    return _defender_alert(
+        raw,
+        alert_id,
+        found,
+        tenant_id=tenant_id,
+        portal=portal,
+        created_at_source=parse_time(raw.get("createdDateTime")),
+        updated_at_source=updated,
+        first_activity_at=parse_time(raw.get("firstActivityDateTime")),
+        last_activity_at=parse_time(raw.get("lastActivityDateTime")),
+        resolved_at=parse_time(raw.get("resolvedDateTime")),
+        incident_provider_id=_text(raw.get("incidentId"))[:128],
+    )
 
 
 def xdr_alert(
@@ -311,26 +326,19 @@ def xdr_alert(
     for item in raw.get("entities") or []:
         if isinstance(item, dict):
             evidence.defender_entity(found, item)
-    return {
-        "provider_id": alert_id,
-        "title": _text(raw.get("title")),
-        "description": _text(raw.get("description")),
-        "severity": severity(raw.get("severity")),
-        "status": alert_status(raw.get("status")),
-        "category": _text(raw.get("category"))[:128],
-        "classification": classification(raw.get("classification")),
-        "determination": determination(raw.get("determination")),
-        "assigned_to": _text(raw.get("assignedTo"))[:255],
-        "created_at_source": parse_time(raw.get("creationTime")),
-        "updated_at_source": updated,
-        "first_activity_at": parse_time(raw.get("firstActivity")),
-        "last_activity_at": parse_time(raw.get("lastActivity")),
-        "resolved_at": parse_time(raw.get("resolvedTime")),
-        "incident_provider_id": (_text(raw.get("incidentId")) or incident_id)[:128],
-        "portal_url": portal_link("alerts", alert_id, tenant_id, portal),
-        "raw": raw,
-        **found.fields(),
-    }
+    return _defender_alert(
+        raw,
+        alert_id,
+        found,
+        tenant_id=tenant_id,
+        portal=portal,
+        created_at_source=parse_time(raw.get("creationTime")),
+        updated_at_source=updated,
+        first_activity_at=parse_time(raw.get("firstActivity")),
+        last_activity_at=parse_time(raw.get("lastActivity")),
+        resolved_at=parse_time(raw.get("resolvedTime")),
+        incident_provider_id=(_text(raw.get("incidentId")) or incident_id)[:128],
+    )
 
 
 _MCAS_SEVERITY = {
